@@ -1,0 +1,1 @@
+"""HTTP front end of radix_runtime: SGLang-native, OpenAI-compatible and admin routes."""

@@ -1,0 +1,138 @@
+"""The aiohttp application and the server's life: serve HTTP at once, load the engine in the
+background, drain on SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+import signal
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from radix_runtime.chat_template import ChatTemplateError, load_chat_template
+from radix_runtime.engine.protocol import Engine, EngineConfig
+from radix_runtime.server import admin, health, native, openai
+from radix_runtime.server.errors import APIError
+from radix_runtime.server.state import DRAINING, FAILED, READY, ServerState
+
+log = logging.getLogger("radix_runtime.server")
+
+# Probes and scrapers carry no credentials, and must keep working while draining.
+OPEN_PATHS = frozenset({"/health", "/healthz", "/health_generate", "/metrics"})
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except APIError as e:
+        return e.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return APIError(e.status, f"{e.reason}: {request.method} {request.path}").response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return APIError(500, "internal server error; see the server log").response()
+
+
+@web.middleware
+async def gate_middleware(request: web.Request, handler):
+    """API key and drain checks, ahead of every route but the open ones."""
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    state: ServerState = request.app["state"]
+    key = state.args.api_key
+    if key:
+        auth = request.headers.get("Authorization", "")
+        given = auth[7:] if auth.startswith("Bearer ") else request.headers.get("X-API-Key", "")
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise APIError(401, "invalid or missing API key (send `Authorization: Bearer KEY`)")
+    if state.phase == DRAINING:
+        raise APIError(503, "server is shutting down", retry_after=5)
+    return await handler(request)
+
+
+def create_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, gate_middleware],
+                          client_max_size=64 << 20)
+    app["state"] = state
+    for module in (native, openai, health, admin):
+        module.add_routes(app)
+    return app
+
+
+def default_engine_factory(config: EngineConfig) -> Engine:
+    from radix_runtime.engine.engine import Engine as RadixEngine
+
+    return RadixEngine(config)
+
+
+async def load(state: ServerState, factory: Callable[[EngineConfig], Engine]) -> None:
+    """Load the model, then flip /health to 200. Failures are logged and reported by /health."""
+    config = state.config
+    t0 = time.monotonic()
+    try:
+        tok_dir = config.tokenizer_path or config.model_path
+        state.chat_template = load_chat_template(tok_dir, state.args.chat_template)
+        with open(os.path.join(config.model_path, "config.json")) as f:
+            state.vocab_size = int(json.load(f)["vocab_size"])
+        state.load_message = f"loading weights from {config.model_path}"
+        log.info("Loading model from %s ...", config.model_path)
+        state.engine = await asyncio.to_thread(factory, config)
+        state.vocab_size = max(state.vocab_size, getattr(state.engine.tokenizer, "vocab_size", 0))
+    except (Exception, ChatTemplateError) as e:
+        state.phase, state.load_error = FAILED, f"{type(e).__name__}: {e}"
+        log.exception("model failed to load")
+        return
+    if state.phase != DRAINING:
+        state.phase = READY
+    state.load_message = "loaded"
+    log.info("Model loaded in %.1fs (context length %d, chat template: %s)",
+             time.monotonic() - t0, state.engine.context_length,
+             state.chat_template.origin if state.chat_template else "none")
+    log.info("The server is fired up and ready to roll!")
+
+
+async def serve(args: argparse.Namespace, config: EngineConfig,
+                factory: Callable[[EngineConfig], Engine] = default_engine_factory) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
+    state = ServerState(args, config)
+    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    log.info("HTTP server listening on http://%s:%d (model loading in the background)",
+             args.host, args.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loader = asyncio.create_task(load(state, factory))
+    loader.add_done_callback(lambda _: state.phase == FAILED and stop.set())
+    await stop.wait()
+
+    code = 1 if state.phase == FAILED else 0
+    state.phase = DRAINING if state.phase != FAILED else FAILED
+    log.info("Shutting down: draining %d in-flight request(s) (up to %gs)", state.inflight,
+             args.shutdown_timeout)
+    try:
+        await asyncio.wait_for(state.idle.wait(), args.shutdown_timeout)
+    except asyncio.TimeoutError:
+        log.warning("%d request(s) still running after %gs; aborting them", state.inflight,
+                    args.shutdown_timeout)
+    await runner.cleanup()
+    if not loader.done():
+        loader.cancel()
+    if state.engine is not None:
+        await state.engine.shutdown()
+    log.info("Shutdown complete")
+    return code
