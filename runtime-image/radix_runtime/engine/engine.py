@@ -1,0 +1,227 @@
+"""The concrete Engine (see protocol.py): model + KV pool + scheduler driven by one loop thread.
+
+torch blocks, so the scheduler runs in its own thread; asyncio callers hand requests over through
+an inbox and receive `EngineOutput`s on per-request asyncio queues via call_soon_threadsafe.
+Build one with `await Engine.create(config)` (loads in a worker thread) or `Engine.from_config`.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+import traceback
+
+import torch
+
+from ..cache.kv_pool import KVPool
+from ..scheduler.request import Req
+from ..scheduler.scheduler import Scheduler
+from ..tokenizer import Tokenizer
+from .loader import eos_token_ids, load_model, resolve_dtype
+from .model_runner import ModelRunner
+from .protocol import (EngineConfig, EngineOutput, EngineRequest, EngineStats, InvalidRequestError,
+                       QueueFullError)
+
+_CPU_KV_BYTES = 2 << 30  # default KV budget on CPU
+_CPU_KV_TOKENS = 65536
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> int:
+    a = model.args
+    per_token = KVPool.bytes_per_token(a.num_layers, a.num_kv_heads, a.head_dim, dtype)
+    if cfg.max_total_tokens:
+        return cfg.max_total_tokens
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        frac = cfg.mem_fraction_static or 0.85
+        budget = total * frac - (total - free)  # what the weights left of our share
+        return max(int(budget / per_token), context_length)
+    return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
+
+
+class Engine:
+    is_generation = True
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.device = _device(config.device)
+        if config.page_size != 1:
+            raise ValueError("only --page-size 1 is supported")
+        if config.tp_size != 1 or config.pp_size != 1:
+            raise ValueError("tensor/pipeline parallelism is not implemented yet")
+        self.model_path = config.model_path
+        self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
+        from .loader import read_json
+        hf_config = read_json(os.path.join(config.model_path, "config.json"))
+        self.dtype = resolve_dtype(config.dtype, hf_config, self.device)
+        torch.manual_seed(config.random_seed)
+        model, self.hf_config = load_model(config.model_path, self.dtype, self.device)
+        self.context_length = config.context_length or model.args.max_position_embeddings
+        self.eos_token_ids = eos_token_ids(config.model_path, self.hf_config)
+        if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:
+            self.eos_token_ids = {self.tokenizer.eos_token_id}
+        self.vocab_size = model.args.vocab_size
+        size = _pool_size(config, model, self.dtype, self.device, self.context_length)
+        a = model.args
+        self.pool = KVPool(size, a.num_layers, a.num_kv_heads, a.head_dim, self.dtype, self.device)
+        print(f"[radix_runtime] KV pool: {size} tokens on {self.device} ({self.dtype})", file=sys.stderr, flush=True)
+        self.runner = ModelRunner(model, self.pool, self.device)
+        self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
+                                   config, self.context_length)
+        self._lock = threading.Lock()  # held around each scheduler step and admin call
+        self._cv = threading.Condition()
+        self._inbox: list[Req] = []
+        self._aborts: list[str] = []
+        self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._stop = False
+        self.last_step_time = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="radix-engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> "Engine":
+        return cls(config)
+
+    @classmethod
+    async def create(cls, config: EngineConfig) -> "Engine":
+        """Load without blocking the event loop (weights can take minutes)."""
+        return await asyncio.to_thread(cls, config)
+
+    # -- the loop thread ------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not (self._stop or self._inbox or self._aborts or self.scheduler.has_work()):
+                    self._cv.wait(timeout=0.5)
+                    self.last_step_time = time.monotonic()
+                if self._stop:
+                    return
+                inbox, self._inbox = self._inbox, []
+                aborts, self._aborts = self._aborts, []
+            outputs: list[EngineOutput] = []
+            with self._lock:
+                for r in inbox:
+                    self.scheduler.add(r)
+                for rid in aborts:
+                    out = self.scheduler.abort(rid)
+                    if out is not None:
+                        outputs.append(out)
+                try:
+                    outputs += self.scheduler.step()
+                except Exception as e:  # a failing step must not kill the server: fail its requests
+                    traceback.print_exc()
+                    for r in list(self.scheduler.running) + list(self.scheduler.waiting):
+                        out = self.scheduler.abort(r.rid)
+                        if out is not None:
+                            out.finish_reason = {"type": "abort", "message": f"engine error: {e}"}
+                            outputs.append(out)
+            self.last_step_time = time.monotonic()
+            for out in outputs:
+                self._deliver(out)
+
+    def _deliver(self, out: EngineOutput) -> None:
+        stream = self._streams.get(out.rid)
+        if stream is None:
+            return
+        loop, q = stream
+        try:
+            loop.call_soon_threadsafe(q.put_nowait, out)
+        except RuntimeError:  # the caller's loop is closed
+            pass
+
+    # -- the Engine protocol --------------------------------------------------------------------
+    def _validate(self, req: EngineRequest) -> None:
+        n, m = len(req.input_ids), req.sampling.max_new_tokens
+        if n == 0:
+            raise InvalidRequestError("input_ids", "the prompt is empty")
+        if any(not (0 <= t < self.vocab_size) for t in req.input_ids):
+            raise InvalidRequestError("input_ids", f"token ids must be in [0, {self.vocab_size})")
+        if n >= self.context_length:
+            raise InvalidRequestError(
+                "input_ids", f"the prompt has {n} tokens; this model's context length is {self.context_length}")
+        if not req.embedding and n + m > self.context_length:
+            raise InvalidRequestError(
+                "max_new_tokens", f"prompt ({n} tokens) + max_new_tokens ({m}) exceeds the context "
+                                  f"length {self.context_length}")
+        if n + (0 if req.embedding else m) > self.pool.size:
+            raise InvalidRequestError("max_new_tokens", f"the request needs more KV than the pool holds ({self.pool.size} tokens)")
+        if req.rid in self._streams:
+            raise InvalidRequestError("rid", f"request id {req.rid!r} is already running")
+
+    async def generate(self, req: EngineRequest):
+        self._validate(req)
+        if self.num_waiting() >= self.config.max_queued_requests:
+            raise QueueFullError(f"{self.config.max_queued_requests} requests are waiting already")
+        if self._stop:
+            raise QueueFullError("the engine is shutting down")
+        q: asyncio.Queue = asyncio.Queue()
+        self._streams[req.rid] = (asyncio.get_running_loop(), q)
+        with self._cv:
+            self._inbox.append(Req.from_engine(req))
+            self._cv.notify()
+        finished = False
+        try:
+            while True:
+                out = await q.get()
+                finished = out.finished
+                yield out
+                if finished:
+                    return
+        finally:
+            self._streams.pop(req.rid, None)
+            if not finished:
+                self.abort(req.rid)
+
+    def abort(self, rid: str) -> bool:
+        known = rid in self._streams
+        with self._cv:
+            self._aborts.append(rid)
+            self._cv.notify()
+        return known
+
+    def num_waiting(self) -> int:
+        return len(self._inbox) + len(self.scheduler.waiting)
+
+    def flush_cache(self) -> bool:
+        with self._lock:
+            if self._inbox:
+                return False
+            return self.scheduler.flush_cache()
+
+    def stats(self) -> EngineStats:
+        s = self.scheduler
+        token_usage, cache_usage = s.kv_usage()
+        return EngineStats(
+            num_running_reqs=len(s.running), num_waiting_reqs=self.num_waiting(),
+            token_usage=token_usage, cache_usage=cache_usage, total_kv_tokens=self.pool.size,
+            prompt_tokens_total=s.prompt_tokens_total, cached_tokens_total=s.cached_tokens_total,
+            computed_prefill_tokens_total=s.computed_prefill_tokens_total,
+            generation_tokens_total=s.generation_tokens_total,
+            num_retractions_total=s.num_retractions_total, last_step_time=self.last_step_time,
+        )
+
+    def check_integrity(self) -> None:
+        with self._lock:
+            self.scheduler.check_integrity()
+
+    async def shutdown(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        await asyncio.to_thread(self._thread.join)
+        for rid, (loop, q) in list(self._streams.items()):
+            out = EngineOutput(rid=rid, output_ids=[], text="", finished=True,
+                               finish_reason={"type": "abort", "message": "server shutting down"},
+                               prompt_tokens=0, cached_tokens=0, completion_tokens=0)
+            try:
+                loop.call_soon_threadsafe(q.put_nowait, out)
+            except RuntimeError:
+                pass

@@ -1,0 +1,29 @@
+"""What one model forward needs to know about a mixed batch, as tensors on the model's device.
+
+Tokens are laid out decode-first: the first `num_decode` tokens are one token each of the decoding
+sequences, then each extend (prefill chunk) sequence's new tokens back to back. Every sequence reads
+its whole context from the KV pool through its slot list (its page table, page size 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ExtendSeq:
+    q_start: int  # offset of its first new token in the flat token array
+    q_len: int  # new tokens this step
+    kv_slots: torch.Tensor  # [prefix + q_len] slots of its whole context, new tokens last
+
+
+@dataclass
+class ForwardBatch:
+    input_ids: torch.Tensor  # [T]
+    positions: torch.Tensor  # [T]
+    out_loc: torch.Tensor  # [T] KV slots the new tokens are written to
+    num_decode: int = 0
+    decode_table: torch.Tensor | None = None  # [B_dec, max_len] slots, padded with slot 0
+    decode_mask: torch.Tensor | None = None  # [B_dec, max_len] True where a real slot
+    extends: list[ExtendSeq] = field(default_factory=list)

@@ -1,0 +1,101 @@
+"""Load an HF-format model directory: config.json, *.safetensors (single or sharded with an
+index), generation_config.json. Prints progress per file since big checkpoints take minutes."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+
+import torch
+
+from ..models.llama import ARCHITECTURES, ModelArgs
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "half": torch.float16, "float": torch.float32}
+
+
+def read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def resolve_dtype(name: str, hf_config: dict, device: torch.device) -> torch.dtype:
+    if name != "auto":
+        return _DTYPES[name]
+    if device.type == "cpu":
+        return torch.float32  # bf16 matmuls on CPU are slow and less exact
+    d = hf_config.get("torch_dtype") or hf_config.get("dtype") or "bfloat16"
+    return torch.bfloat16 if d == "float32" else _DTYPES.get(d, torch.bfloat16)
+
+
+def eos_token_ids(model_path: str, hf_config: dict) -> set[int]:
+    """config.json and generation_config.json may each give an int or a list."""
+    out: set[int] = set()
+    for cfg in (hf_config, read_json(os.path.join(model_path, "generation_config.json"))):
+        e = cfg.get("eos_token_id")
+        out.update([e] if isinstance(e, int) else (e or []))
+    return out
+
+
+def _log(msg: str) -> None:
+    print(f"[radix_runtime] {msg}", file=sys.stderr, flush=True)
+
+
+def _weight_files(path: str) -> list[str]:
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        files = sorted(set(read_json(index)["weight_map"].values()))
+        return [os.path.join(path, f) for f in files]
+    files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {path}")
+    return files
+
+
+def _default_loader(param, loaded, shard_id=None):
+    assert shard_id is None and param.shape == loaded.shape, (param.shape, loaded.shape)
+    param.data.copy_(loaded)
+
+
+def load_model(model_path: str, dtype: torch.dtype, device: torch.device):
+    from safetensors import safe_open
+
+    hf_config = read_json(os.path.join(model_path, "config.json"))
+    if not hf_config:
+        raise FileNotFoundError(f"{model_path}/config.json not found")
+    args = ModelArgs(hf_config)
+    cls = ARCHITECTURES.get(args.arch)
+    if cls is None:
+        raise ValueError(f"unsupported architecture {args.arch!r} (have {sorted(ARCHITECTURES)})")
+    with torch.device(device):
+        model = cls(args)
+    model.to(dtype)
+    model.eval()
+    params = dict(model.named_parameters())
+    loaded: set[str] = set()
+    files = _weight_files(model_path)
+    t0 = time.monotonic()
+    for i, file in enumerate(files):
+        with safe_open(file, framework="pt", device="cpu") as f:
+            for name in f.keys():
+                mapped = model.map_weight_name(name)
+                if mapped is None:
+                    continue
+                pname, shard = mapped
+                if pname not in params:
+                    raise KeyError(f"unexpected weight {name} in {os.path.basename(file)}")
+                p = params[pname]
+                owner = model.get_submodule(pname.rpartition(".")[0])
+                loader = getattr(owner, "weight_loader", None) or _default_loader
+                loader(p, f.get_tensor(name).to(dtype=p.dtype, device=p.device), shard)
+                loaded.add(pname)
+        _log(f"loaded weights {i + 1}/{len(files)} ({os.path.basename(file)}) "
+             f"in {time.monotonic() - t0:.1f}s")
+    missing = set(params) - loaded
+    if missing:
+        raise KeyError(f"weights missing from checkpoint: {sorted(missing)[:8]}")
+    return model, hf_config

@@ -1,0 +1,82 @@
+"""Owns the model, the KV pool and the attention backend; runs one forward for a mixed batch.
+
+The scheduler hands over a list of `SeqInput`s (new tokens + the sequence's whole slot list); the
+runner lays them out decode-first (see ForwardBatch), runs the model once and returns the final
+hidden state of each sequence's last token (plus every position's logits where input logprobs are
+wanted). Everything model- and device-specific stays here and below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..cache.kv_pool import KVPool
+from ..layers.attention import TorchPagedAttention
+from .forward_batch import ExtendSeq, ForwardBatch
+
+
+@dataclass
+class SeqInput:
+    token_ids: list[int]  # the tokens to run now
+    start_pos: int  # position of the first of them (= tokens already in the KV cache)
+    kv_slots: torch.Tensor  # slots of positions [0, start_pos + len(token_ids)), new ones last
+    all_logits: bool = False  # return logits for every new position (input logprobs)
+
+
+class ModelRunner:
+    def __init__(self, model, pool: KVPool, device: torch.device):
+        self.model, self.pool, self.device = model, pool, device
+        scale = model.args.head_dim ** -0.5
+        self.backend = TorchPagedAttention(pool, scale)  # the place for a fast GPU backend
+        for attn in model.attention_layers():
+            attn.backend = self.backend
+
+    def _batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].token_ids) != 1)
+        ids, pos, loc, extends, dec_slots = [], [], [], [], []
+        for i in order:
+            s = seqs[i]
+            n = len(s.token_ids)
+            if n == 1:
+                dec_slots.append(s.kv_slots)
+            else:
+                extends.append(ExtendSeq(len(ids), n, s.kv_slots.to(self.device)))
+            ids.extend(s.token_ids)
+            pos.extend(range(s.start_pos, s.start_pos + n))
+            loc.append(s.kv_slots[s.start_pos:])
+        dev = self.device
+        fb = ForwardBatch(
+            input_ids=torch.tensor(ids, dtype=torch.long).to(dev),
+            positions=torch.tensor(pos, dtype=torch.long).to(dev),
+            out_loc=torch.cat(loc).to(dev),
+            num_decode=len(dec_slots),
+            extends=extends,
+        )
+        if dec_slots:
+            lens = torch.tensor([s.numel() for s in dec_slots])
+            table = torch.nn.utils.rnn.pad_sequence(dec_slots, batch_first=True, padding_value=0)
+            fb.decode_table = table.to(dev)
+            fb.decode_mask = (torch.arange(table.shape[1])[None, :] < lens[:, None]).to(dev)
+        return fb, order
+
+    @torch.inference_mode()
+    def forward(self, seqs: list[SeqInput]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """-> (last-token hidden states [B, hidden] in seqs order, {i: logits [n, V]} for seqs
+        that asked for all positions)."""
+        fb, order = self._batch(seqs)
+        hidden = self.model(fb)
+        last = torch.empty(len(seqs), hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
+        full: dict[int, torch.Tensor] = {}
+        off = 0
+        for i in order:
+            n = len(seqs[i].token_ids)
+            last[i] = hidden[off + n - 1]
+            if seqs[i].all_logits:
+                full[i] = self.model.logits(hidden[off:off + n])
+            off += n
+        return last, full
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(hidden)

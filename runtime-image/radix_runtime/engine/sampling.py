@@ -1,0 +1,94 @@
+"""Batched sampling: one row of logits per request that samples this step.
+
+Order (as SGLang/vLLM): logit_bias, repetition penalty (prompt + output tokens), frequency and
+presence penalties (output tokens), min_new_tokens masking of stop tokens, then greedy argmax or
+temperature -> top_k -> top_p -> min_p -> inverse-CDF sampling with one uniform draw per row, drawn
+from the request's own generator when it has a seed (so its output does not depend on the batch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..engine.protocol import SamplingParams
+
+
+@dataclass
+class SampleRow:
+    params: SamplingParams
+    prompt_ids: list[int]
+    output_ids: list[int]
+    stop_ids: set[int]  # EOS (unless ignore_eos) + stop_token_ids: masked below min_new_tokens
+    generator: torch.Generator | None = None
+
+
+def apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
+    """In place on float32 logits [B, V]; only rows that ask for something cost anything."""
+    vocab = logits.shape[1]
+    dev = logits.device
+    for i, r in enumerate(rows):
+        p = r.params
+        if p.logit_bias:
+            ids = torch.tensor([int(t) for t in p.logit_bias if 0 <= int(t) < vocab], device=dev, dtype=torch.long)
+            vals = torch.tensor([float(v) for t, v in p.logit_bias.items() if 0 <= int(t) < vocab], device=dev)
+            logits[i].index_add_(0, ids, vals)
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted(set(r.prompt_ids) | set(r.output_ids)), device=dev, dtype=torch.long)
+            if seen.numel():
+                x = logits[i, seen]
+                logits[i, seen] = torch.where(x > 0, x / p.repetition_penalty, x * p.repetition_penalty)
+        if (p.frequency_penalty or p.presence_penalty) and r.output_ids:
+            counts = torch.bincount(torch.tensor(r.output_ids, device=dev), minlength=vocab)[:vocab].float()
+            logits[i] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).float()
+        if len(r.output_ids) < p.min_new_tokens and r.stop_ids:
+            ids = torch.tensor([t for t in r.stop_ids if 0 <= t < vocab], device=dev, dtype=torch.long)
+            logits[i, ids] = float("-inf")
+    return logits
+
+
+def sample(logits: torch.Tensor, rows: list[SampleRow], generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits: float32 [B, V] (modified in place). Returns next token ids [B] (int64, on CPU)."""
+    logits = apply_penalties(logits, rows)
+    greedy = torch.tensor([r.params.temperature < 1e-6 for r in rows])
+    out = torch.empty(len(rows), dtype=torch.int64)
+    if greedy.any():
+        out[greedy] = logits[greedy.to(logits.device)].argmax(-1).cpu()
+    if greedy.all():
+        return out
+    idx = (~greedy).nonzero().flatten()
+    sub = [rows[i] for i in idx.tolist()]
+    dev = logits.device
+    x = logits[idx.to(dev)]
+    temp = torch.tensor([r.params.temperature for r in sub], device=dev)
+    probs = torch.softmax(x / temp[:, None], dim=-1)
+    probs_sorted, order = probs.sort(dim=-1, descending=True)
+    vocab = probs.shape[1]
+    ranks = torch.arange(vocab, device=dev)[None, :]
+    top_k = torch.tensor([r.params.top_k if r.params.top_k > 0 else vocab for r in sub], device=dev)
+    top_p = torch.tensor([r.params.top_p for r in sub], device=dev)
+    min_p = torch.tensor([r.params.min_p for r in sub], device=dev)
+    keep = ranks < top_k[:, None]
+    # keep a token while the mass before it is below top_p (the first token always survives)
+    keep &= (probs_sorted.cumsum(-1) - probs_sorted) < top_p[:, None]
+    keep &= probs_sorted >= min_p[:, None] * probs_sorted[:, :1]
+    probs_sorted = probs_sorted * keep
+    cdf = probs_sorted.cumsum(-1)
+    u = torch.empty(len(sub))
+    for j, r in enumerate(sub):
+        u[j] = torch.rand(1, generator=r.generator or generator).item()
+    u = u.to(dev) * cdf[:, -1]
+    pick = torch.searchsorted(cdf, u[:, None]).clamp_(max=vocab - 1)
+    out[idx] = order.gather(1, pick).flatten().cpu()
+    return out
+
+
+def logprobs_of(logits: torch.Tensor, ids: torch.Tensor, top_n: int = 0):
+    """log_softmax of raw logits: the chosen ids' logprobs [B] and, if top_n, the best (lp, id)."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = lp.gather(1, ids.to(lp.device)[:, None]).flatten().cpu()
+    top = None
+    if top_n > 0:
+        v, i = lp.topk(min(top_n, lp.shape[1]), dim=-1)
+        top = (v.cpu(), i.cpu())
+    return chosen, top

@@ -1,0 +1,149 @@
+"""One config-driven decoder for the Llama family: Llama 2/3, Mistral, Qwen2 (qkv bias), Qwen3
+(q/k RMSNorm per head). GQA, SwiGLU MLP, RoPE with scaling, tied or untied embeddings.
+
+forward() takes a flat token batch (a mix of prefill chunks and decode tokens) and returns the final
+hidden states; logits are computed by the runner only for the rows it samples from.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.forward_batch import ForwardBatch
+from ..layers.linear import (MergedColumnParallelLinear, ParallelLMHead, QKVParallelLinear,
+                             RowParallelLinear, VocabParallelEmbedding)
+from ..layers.norm import RMSNorm
+from ..layers.rotary import RotaryEmbedding
+
+
+class ModelArgs:
+    """The config.json fields the decoder reads, with the defaults of HF's Llama config."""
+
+    def __init__(self, cfg: dict):
+        self.arch = (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
+        self.model_type = cfg.get("model_type", "llama")
+        self.vocab_size = cfg["vocab_size"]
+        self.hidden_size = cfg["hidden_size"]
+        self.intermediate_size = cfg["intermediate_size"]
+        self.num_layers = cfg["num_hidden_layers"]
+        self.num_heads = cfg["num_attention_heads"]
+        self.num_kv_heads = cfg.get("num_key_value_heads") or self.num_heads
+        self.head_dim = cfg.get("head_dim") or self.hidden_size // self.num_heads
+        self.rms_norm_eps = cfg.get("rms_norm_eps", 1e-6)
+        self.rope_theta = cfg.get("rope_theta", 10000.0)
+        self.rope_scaling = cfg.get("rope_scaling")
+        self.max_position_embeddings = cfg.get("max_position_embeddings", 4096)
+        self.tie_word_embeddings = cfg.get("tie_word_embeddings", False)
+        is_qwen2 = self.model_type == "qwen2" or self.arch.startswith("Qwen2")
+        self.attention_bias = cfg.get("attention_bias", False) or is_qwen2
+        self.qk_norm = self.model_type == "qwen3" or self.arch.startswith("Qwen3")
+        act = cfg.get("hidden_act", "silu")
+        if act not in ("silu", "swish"):
+            raise ValueError(f"unsupported hidden_act {act!r}")
+
+
+class Attention(nn.Module):
+    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding):
+        super().__init__()
+        self.layer, self.rotary = layer, rotary
+        self.h, self.kvh, self.d = a.num_heads, a.num_kv_heads, a.head_dim
+        self.qkv_proj = QKVParallelLinear(a.hidden_size, a.head_dim, a.num_heads, a.num_kv_heads, a.attention_bias)
+        self.o_proj = RowParallelLinear(a.num_heads * a.head_dim, a.hidden_size)
+        if a.qk_norm:
+            self.q_norm = RMSNorm(a.head_dim, a.rms_norm_eps)
+            self.k_norm = RMSNorm(a.head_dim, a.rms_norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+        self.backend = None  # set by the model runner once the KV pool exists
+
+    def forward(self, x, positions, fb: ForwardBatch):
+        qkv = self.qkv_proj(x)
+        q, k, v = qkv.split([self.h * self.d, self.kvh * self.d, self.kvh * self.d], dim=-1)
+        q, k, v = q.view(-1, self.h, self.d), k.view(-1, self.kvh, self.d), v.view(-1, self.kvh, self.d)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.rotary(positions, q, k)
+        o = self.backend.forward(q, k, v, self.layer, fb)
+        return self.o_proj(o.reshape(-1, self.h * self.d))
+
+
+class MLP(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.inter = a.intermediate_size
+        self.gate_up_proj = MergedColumnParallelLinear(a.hidden_size, [a.intermediate_size] * 2)
+        self.down_proj = RowParallelLinear(a.intermediate_size, a.hidden_size)
+
+    def forward(self, x):
+        gate, up = self.gate_up_proj(x).split(self.inter, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding):
+        super().__init__()
+        self.self_attn = Attention(a, layer, rotary)
+        self.mlp = MLP(a)
+        self.input_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+    def forward(self, x, positions, fb):
+        x = x + self.self_attn(self.input_layernorm(x), positions, fb)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        rotary = RotaryEmbedding(a.head_dim, a.max_position_embeddings, a.rope_theta, a.rope_scaling)
+        self.embed_tokens = VocabParallelEmbedding(a.vocab_size, a.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(a, i, rotary) for i in range(a.num_layers))
+        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+    def forward(self, fb: ForwardBatch):
+        x = self.embed_tokens(fb.input_ids)
+        for layer in self.layers:
+            x = layer(x, fb.positions, fb)
+        return self.norm(x)
+
+
+class LlamaForCausalLM(nn.Module):
+    # checkpoint name fragment -> (fused param name fragment, shard id)
+    stacked_params = [
+        ("q_proj", "qkv_proj", "q"), ("k_proj", "qkv_proj", "k"), ("v_proj", "qkv_proj", "v"),
+        ("gate_proj", "gate_up_proj", 0), ("up_proj", "gate_up_proj", 1),
+    ]
+
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.args = a
+        self.model = LlamaModel(a)
+        self.lm_head = None if a.tie_word_embeddings else ParallelLMHead(a.vocab_size, a.hidden_size)
+
+    def forward(self, fb: ForwardBatch) -> torch.Tensor:
+        return self.model(fb)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        w = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden, w).float()
+
+    def attention_layers(self):
+        return [layer.self_attn for layer in self.model.layers]
+
+    def map_weight_name(self, name: str) -> tuple[str, object] | None:
+        """Checkpoint tensor name -> (our parameter name, shard id), None to skip it."""
+        if "rotary_emb.inv_freq" in name:
+            return None
+        if name == "lm_head.weight" and self.lm_head is None:
+            return None
+        for ckpt, fused, shard in self.stacked_params:
+            if f".{ckpt}." in name:
+                return name.replace(ckpt, fused), shard
+        return name, None
+
+
+ARCHITECTURES = {
+    name: LlamaForCausalLM
+    for name in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+}

@@ -1,0 +1,91 @@
+"""A request's state inside the scheduler.
+
+Token bookkeeping: `fill_ids` = prompt + generated tokens. `kv_slots[:kv_len]` hold the KV of
+fill_ids[:kv_len]; the first `cache_len` of those are owned by the radix tree (locked through
+`last_node`), the rest belong to the request. A step extends fill_ids[kv_len:] (a prefill chunk,
+or the single last sampled token when decoding); when it reaches the end of fill_ids the logits of
+the last position sample the next token.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..engine.protocol import EngineRequest, SamplingParams
+from ..tokenizer import IncrementalDetokenizer
+
+_EMPTY = torch.empty(0, dtype=torch.int64)
+
+
+@dataclass
+class Req:
+    rid: str
+    input_ids: list[int]
+    sampling: SamplingParams
+    return_logprob: bool = False
+    top_logprobs_num: int = 0
+    logprob_start_len: int = -1
+    priority: int = 0
+    embedding: bool = False
+    arrival: float = field(default_factory=time.monotonic)
+
+    output_ids: list[int] = field(default_factory=list)
+    kv_slots: torch.Tensor = field(default_factory=lambda: _EMPTY)
+    kv_len: int = 0
+    cache_len: int = 0  # leading kv slots owned (and locked) by the radix tree
+    last_node: object = None  # radix node locked for kv_slots[:cache_len]
+    cached_tokens: int = 0  # prompt tokens that came from the cache on first admission
+    admitted_once: bool = False
+    num_retractions: int = 0
+    wait_steps: int = 0  # scheduling rounds spent waiting (aging)
+    match_len: int = 0  # scratch: prefix match length while ordering the queue
+
+    finished: bool = False
+    finish_reason: dict | None = None
+    aborted: bool = False
+    detok: IncrementalDetokenizer | None = None
+    text: str = ""
+    output_logprobs: list[tuple[float, int]] = field(default_factory=list)
+    output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)
+    input_logprobs: list[tuple[float | None, int]] = field(default_factory=list)
+    embedding_out: list[float] | None = None
+    seed_gen: torch.Generator | None = None
+
+    @classmethod
+    def from_engine(cls, r: EngineRequest) -> "Req":
+        return cls(rid=r.rid, input_ids=list(r.input_ids), sampling=r.sampling,
+                   return_logprob=r.return_logprob, top_logprobs_num=r.top_logprobs_num,
+                   logprob_start_len=r.logprob_start_len, priority=r.priority, embedding=r.embedding)
+
+    @property
+    def fill_ids(self) -> list[int]:
+        return self.input_ids + self.output_ids
+
+    @property
+    def fill_len(self) -> int:
+        return len(self.input_ids) + len(self.output_ids)
+
+    @property
+    def remaining(self) -> int:
+        """Tokens still to run through the model before the next sample."""
+        return self.fill_len - self.kv_len
+
+    @property
+    def is_decoding(self) -> bool:
+        return self.kv_len > 0 and self.remaining == 1 and len(self.output_ids) > 0
+
+    def match_limit(self) -> int:
+        """How much of fill_ids may come from the cache: at least one token must run to give
+        logits (or the embedding), and input logprobs need their positions computed."""
+        limit = self.fill_len - 1
+        if self.return_logprob and self.logprob_start_len >= 0 and not self.output_ids:
+            limit = min(limit, self.logprob_start_len)
+        return max(limit, 0)
+
+    def max_future_tokens(self) -> int:
+        """Upper bound on KV this request still needs beyond what it holds."""
+        if self.embedding:
+            return self.remaining
+        return self.remaining + max(self.sampling.max_new_tokens - len(self.output_ids), 0)

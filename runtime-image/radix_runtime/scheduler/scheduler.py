@@ -1,0 +1,345 @@
+"""The scheduler: continuous batching over one mixed prefill/decode forward per step.
+
+A step: (1) every decoding request gets one KV slot, evicting cached prefixes and, if that is not
+enough, retracting requests back to the queue; (2) chunked prefills in progress continue within the
+token budget; (3) waiting requests are admitted in policy order while budget and KV last, each
+starting from its longest cached prefix; (4) one forward, sampling, stop checks; (5) prefilled
+tokens are inserted into the radix tree right away so concurrent requests sharing them hit.
+
+Not thread-safe: the engine calls it from its loop thread under a lock.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..cache.kv_pool import KVPool
+from ..cache.radix_tree import RadixTree
+from ..engine.model_runner import ModelRunner, SeqInput
+from ..engine.protocol import EngineConfig, EngineOutput
+from ..engine.sampling import SampleRow, logprobs_of, sample
+from ..tokenizer import IncrementalDetokenizer, Tokenizer
+from . import policy
+from .request import Req
+
+
+class Scheduler:
+    def __init__(self, runner: ModelRunner, pool: KVPool, tokenizer: Tokenizer, eos_ids: set[int],
+                 config: EngineConfig, context_length: int):
+        self.runner, self.pool, self.tok = runner, pool, tokenizer
+        self.alloc = pool.allocator
+        self.eos_ids = set(eos_ids)
+        self.cfg = config
+        self.context_length = context_length
+        self.use_cache = not config.disable_radix_cache
+        self.tree = RadixTree(self.alloc.free)
+        self.waiting: list[Req] = []
+        self.running: list[Req] = []
+        self.budget = config.chunked_prefill_size if config.chunked_prefill_size > 0 else config.max_prefill_tokens
+        self.generator = torch.Generator().manual_seed(config.random_seed)
+        self.prompt_tokens_total = 0
+        self.cached_tokens_total = 0
+        self.computed_prefill_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.num_retractions_total = 0
+
+    # -- requests in and out ------------------------------------------------------------------
+    def add(self, req: Req) -> None:
+        req.detok = IncrementalDetokenizer(self.tok, req.sampling.skip_special_tokens)
+        if req.sampling.seed is not None:
+            req.seed_gen = torch.Generator().manual_seed(req.sampling.seed)
+        self.waiting.append(req)
+
+    def abort(self, rid: str) -> EngineOutput | None:
+        for r in self.waiting:
+            if r.rid == rid:
+                self.waiting.remove(r)
+                return self._abort_output(r)
+        for r in self.running:
+            if r.rid == rid:
+                self.running.remove(r)
+                self._release(r)
+                return self._abort_output(r)
+        return None
+
+    def _abort_output(self, r: Req) -> EngineOutput:
+        r.finished, r.aborted = True, True
+        r.finish_reason = {"type": "abort", "message": "request aborted"}
+        return self._output(r)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- KV bookkeeping -----------------------------------------------------------------------
+    def _alloc(self, n: int) -> torch.Tensor | None:
+        short = n - self.alloc.available()
+        if short > 0 and self.use_cache:
+            self.tree.evict(short)
+        return self.alloc.alloc(n)
+
+    def _available(self) -> int:
+        return self.alloc.available() + (self.tree.evictable_size if self.use_cache else 0)
+
+    def _cache_prefix(self, r: Req) -> None:
+        """Insert r's computed tokens into the tree; take the tree's slots as canonical (freeing
+        r's duplicates of tokens another request cached first) and move r's lock down to them."""
+        if not self.use_cache or r.kv_len == r.cache_len:
+            return
+        keys = r.fill_ids[:r.kv_len]
+        existed = self.tree.insert(keys, r.kv_slots[:r.kv_len])
+        if existed > r.cache_len:
+            self.alloc.free(r.kv_slots[r.cache_len:existed])
+        slots, node = self.tree.match_prefix(keys)
+        assert slots.numel() == r.kv_len
+        self.tree.inc_lock(node)
+        if r.last_node is not None:
+            self.tree.dec_lock(r.last_node)
+        r.kv_slots = torch.cat((slots, r.kv_slots[r.kv_len:]))
+        r.cache_len, r.last_node = r.kv_len, node
+
+    def _release(self, r: Req) -> None:
+        """Give up r's KV: cache what it computed (it stays evictable), free the rest."""
+        self._cache_prefix(r)
+        self.alloc.free(r.kv_slots[r.cache_len:])
+        if r.last_node is not None:
+            self.tree.dec_lock(r.last_node)
+        r.kv_slots, r.kv_len, r.cache_len, r.last_node = r.kv_slots[:0], 0, 0, None
+
+    def _retract(self, r: Req) -> None:
+        self.running.remove(r)
+        self._release(r)
+        r.num_retractions += 1
+        self.num_retractions_total += 1
+        self.waiting.insert(0, r)
+
+    # -- one step -----------------------------------------------------------------------------
+    def step(self) -> list[EngineOutput]:
+        plan: list[tuple[Req, int]] = []
+        retracted = self._schedule_running(plan)
+        if not retracted:
+            self._admit(plan)
+        for r in self.waiting:
+            r.wait_steps += 1
+        if not plan:
+            return []
+        return self._run(plan)
+
+    def _schedule_running(self, plan: list[tuple[Req, int]]) -> bool:
+        decodes = [r for r in self.running if r.remaining == 1]
+        retracted = False
+        while len(decodes) > self._available():
+            victim = policy.retract_order(self.running)[0]
+            if victim in decodes:
+                decodes.remove(victim)
+            self._retract(victim)
+            retracted = True
+        for r in decodes:
+            r.kv_slots = torch.cat((r.kv_slots, self._alloc(1)))
+            plan.append((r, 1))
+        budget = self.budget
+        for r in self.running:
+            if r.remaining > 1 and budget > 0:
+                n = min(r.remaining, budget, self._available())
+                if n > 0:
+                    r.kv_slots = torch.cat((r.kv_slots, self._alloc(n)))
+                    plan.append((r, n))
+                    budget -= n
+        self._budget_left = budget
+        return retracted
+
+    def _admit(self, plan: list[tuple[Req, int]]) -> None:
+        budget = self._budget_left
+        if not self.waiting or budget <= 0:
+            return
+        lpm = self.cfg.schedule_policy == "lpm" and self.use_cache
+        if lpm:
+            for r in self.waiting:
+                r.match_len = self.tree.match_prefix(r.fill_ids[:r.match_limit()])[0].numel()
+        in_batch = RadixTree()  # prompts being prefilled this round
+        for r, n in plan:
+            if r.kv_len < len(r.input_ids):
+                in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
+        reserved = policy.reserved_tokens(self.running)
+        for r in policy.order_queue(self.waiting, self.cfg.schedule_policy if self.use_cache else "fcfs"):
+            if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
+                break
+            if self.use_cache:
+                slots, node = self.tree.match_prefix(r.fill_ids[:r.match_limit()])
+            else:
+                slots, node = r.kv_slots[:0], None
+            prefix = slots.numel()
+            if lpm and r.wait_steps < policy.MAX_WAIT_ROUNDS:
+                shared = in_batch.match_prefix(r.fill_ids)[0].numel()
+                if shared - prefix >= policy.IN_BATCH_PREFIX_MIN:
+                    continue
+            if node is not None:
+                self.tree.inc_lock(node)
+            n = min(r.fill_len - prefix, budget)
+            if not policy.can_admit(n, r.fill_len - prefix + r.max_future_tokens() - r.remaining,
+                                    self._available(), reserved, bool(self.running)):
+                if node is not None:
+                    self.tree.dec_lock(node)
+                break
+            r.kv_slots = torch.cat((slots, self._alloc(n)))
+            r.kv_len = r.cache_len = prefix
+            r.last_node = node
+            if not r.admitted_once:
+                r.admitted_once = True
+                r.cached_tokens = prefix
+                self.prompt_tokens_total += len(r.input_ids)
+                self.cached_tokens_total += prefix
+            self.waiting.remove(r)
+            self.running.append(r)
+            plan.append((r, n))
+            budget -= n
+            reserved += int(max(r.max_future_tokens() - n, 0) * policy.NEW_TOKEN_RATIO)
+            in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
+
+    def _run(self, plan: list[tuple[Req, int]]) -> list[EngineOutput]:
+        seqs = []
+        for r, n in plan:
+            want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
+            seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
+                                 r.kv_slots[:r.kv_len + n], all_logits=want_input_lp))
+        last_hidden, full_logits = self.runner.forward(seqs)
+        outputs: list[EngineOutput] = []
+        sample_idx: list[int] = []
+        for i, (r, n) in enumerate(plan):
+            if i in full_logits:
+                self._input_logprobs(r, r.kv_len, full_logits[i])
+            if n > 1 or r.kv_len < len(r.input_ids):
+                self.computed_prefill_tokens_total += n
+            r.kv_len += n
+            if r.remaining > 0:  # chunk of a longer prefill
+                self._cache_prefix(r)
+                continue
+            if n > 1:
+                self._cache_prefix(r)
+            if r.embedding:
+                h = last_hidden[i].float()
+                r.embedding_out = torch.nn.functional.normalize(h, dim=-1).cpu().tolist()
+                self._finish(r, {"type": "stop", "matched": None}, outputs)
+            elif r.sampling.max_new_tokens == 0:
+                self._finish(r, {"type": "length", "length": 0}, outputs)
+            else:
+                sample_idx.append(i)
+        if sample_idx:
+            self._sample([plan[i][0] for i in sample_idx], last_hidden[sample_idx], outputs)
+        return outputs
+
+    def _sample(self, reqs: list[Req], hidden: torch.Tensor, outputs: list[EngineOutput]) -> None:
+        logits = self.runner.logits(hidden)
+        lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
+        raw = logits[lp_rows].clone() if lp_rows else None
+        rows = [SampleRow(r.sampling, r.input_ids, r.output_ids, self._stop_ids(r), r.seed_gen) for r in reqs]
+        next_ids = sample(logits, rows, self.generator).tolist()
+        if lp_rows:
+            top_n = max(reqs[j].top_logprobs_num for j in lp_rows)
+            chosen, top = logprobs_of(raw, torch.tensor([next_ids[j] for j in lp_rows]), top_n)
+            for k, j in enumerate(lp_rows):
+                r = reqs[j]
+                r.output_logprobs.append((float(chosen[k]), next_ids[j]))
+                if r.top_logprobs_num > 0:
+                    m = r.top_logprobs_num
+                    r.output_top_logprobs.append(list(zip(top[0][k, :m].tolist(), top[1][k, :m].tolist())))
+        for r, t in zip(reqs, next_ids):
+            self._append_token(r, t, outputs)
+
+    def _stop_ids(self, r: Req) -> set[int]:
+        ids = set(r.sampling.stop_token_ids or ())
+        if not r.sampling.ignore_eos:
+            ids |= self.eos_ids
+        return ids
+
+    def _input_logprobs(self, r: Req, start: int, logits: torch.Tensor) -> None:
+        """logits[j] (position start+j) scores token start+j+1; keep those from logprob_start_len."""
+        s, plen = r.logprob_start_len, len(r.input_ids)
+        if start == 0 and s == 0:
+            r.input_logprobs.append((None, r.input_ids[0]))
+        targets = r.input_ids[start + 1:start + 1 + logits.shape[0]]
+        if not targets:
+            return
+        lp = torch.log_softmax(logits[:len(targets)].float(), -1)
+        vals = lp.gather(1, torch.tensor(targets, device=lp.device)[:, None]).flatten().tolist()
+        for k, (v, t) in enumerate(zip(vals, targets)):
+            if start + 1 + k >= s and start + 1 + k < plen:
+                r.input_logprobs.append((v, t))
+
+    def _append_token(self, r: Req, t: int, outputs: list[EngineOutput]) -> None:
+        p = r.sampling
+        r.output_ids.append(t)
+        self.generation_tokens_total += 1
+        n_out = len(r.output_ids)
+        if n_out >= p.max_new_tokens:
+            r.detok.add([t])
+            return self._finish(r, {"type": "length", "length": p.max_new_tokens}, outputs)
+        if n_out >= p.min_new_tokens and t in self._stop_ids(r):
+            if p.no_stop_trim:
+                r.detok.add([t])
+            return self._finish(r, {"type": "stop", "matched": t}, outputs)
+        prev = len(r.detok.text)
+        text = r.detok.add([t])
+        if p.stop and n_out >= p.min_new_tokens:
+            hits = [(i, s) for s in p.stop if s and (i := text.find(s, max(0, prev - len(s) + 1))) >= 0]
+            if hits:
+                idx, s = min(hits)
+                r.text = text if p.no_stop_trim else text[:idx]
+                return self._finish(r, {"type": "stop", "matched": s}, outputs, keep_text=True)
+        if r.fill_len >= self.context_length:
+            return self._finish(r, {"type": "length", "length": n_out}, outputs)
+        r.text = text
+        outputs.append(self._output(r))
+
+    def _finish(self, r: Req, reason: dict, outputs: list[EngineOutput], keep_text: bool = False) -> None:
+        r.finished, r.finish_reason = True, reason
+        if not keep_text and not r.embedding:
+            r.text = r.detok.flush()
+        self.running.remove(r)
+        self._release(r)
+        outputs.append(self._output(r))
+
+    def _output(self, r: Req) -> EngineOutput:
+        lp = r.return_logprob
+        return EngineOutput(
+            rid=r.rid, output_ids=list(r.output_ids), text=r.text, finished=r.finished,
+            finish_reason=r.finish_reason, prompt_tokens=len(r.input_ids),
+            cached_tokens=r.cached_tokens, completion_tokens=len(r.output_ids),
+            input_token_logprobs=list(r.input_logprobs) if lp else None,
+            output_token_logprobs=list(r.output_logprobs) if lp else None,
+            output_top_logprobs=list(r.output_top_logprobs) if lp and r.top_logprobs_num else None,
+            embedding=r.embedding_out,
+        )
+
+    # -- admin ----------------------------------------------------------------------------------
+    def flush_cache(self) -> bool:
+        if self.running or self.waiting:
+            return False
+        if self.use_cache:
+            self.alloc.free(self.tree.all_slots())
+            self.tree.reset()
+        return True
+
+    def check_integrity(self) -> None:
+        """free + cached + in-use == total, with every slot accounted exactly once."""
+        self.tree.check()
+        free = self.alloc.free_slots
+        cached = self.tree.all_slots()
+        in_use = [r.kv_slots[r.cache_len:] for r in self.running]
+        n_use = sum(s.numel() for s in in_use)
+        total = free.numel() + cached.numel() + n_use
+        assert total == self.pool.size, (free.numel(), cached.numel(), n_use, self.pool.size)
+        allslots = torch.cat([free, cached, *in_use]) if total else free
+        assert torch.equal(allslots.sort().values, torch.arange(1, self.pool.size + 1)), "slot owned twice"
+        for r in self.waiting:
+            assert r.kv_len == 0 and r.kv_slots.numel() == 0 and r.last_node is None
+        if not self.running:
+            assert self.tree.protected_size == 0, self.tree.protected_size
+
+    def kv_usage(self) -> tuple[float, float]:
+        size = self.pool.size
+        used = size - self.alloc.available()
+        return used / size, self.tree.total_size() / size
+
+    def now(self) -> float:
+        return time.monotonic()
