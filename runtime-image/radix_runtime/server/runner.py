@@ -24,8 +24,8 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
     engine = state.require_engine()
     arrival = time.monotonic() if arrival is None else arrival
     state.enter(req.rid)
-    finished = False
     try:
+        finished = False
         async with aclosing(engine.generate(req)) as outputs:
             first = True
             try:
@@ -48,10 +48,7 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
             except InvalidRequestError as e:
                 raise bad_request(e.message, e.field) from e
     finally:
-        if not finished and state.engine is not None:
-            # Closing the iterator aborts already; abort() makes it explicit for engines that
-            # only notice on their next step.
-            state.engine.abort(req.rid)
+        # Leaving `aclosing` above closed the engine's iterator, which aborts an unfinished request.
         state.leave(req.rid)
 
 
