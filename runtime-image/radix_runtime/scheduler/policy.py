@@ -10,8 +10,11 @@ MAX_WAIT_ROUNDS = 64
 # waits a round: next round that prefix is in the cache (SGLang's in-batch prefix deprioritizing).
 IN_BATCH_PREFIX_MIN = 32
 # Share of its remaining max_new_tokens a running request is expected to still need. Admission
-# keeps that much KV free for running requests; underestimates are fixed by retraction.
-NEW_TOKEN_RATIO = 0.5
+# keeps that much KV free for running requests; underestimates are fixed by retraction. As in
+# SGLang the ratio starts cautious, decays while nothing gets retracted, and resets on retraction.
+INIT_NEW_TOKEN_RATIO = 0.7
+MIN_NEW_TOKEN_RATIO = 0.1
+NEW_TOKEN_RATIO_DECAY = 0.001  # per step
 
 
 def order_queue(waiting: list[Req], policy: str, max_wait_rounds: int = MAX_WAIT_ROUNDS) -> list[Req]:
@@ -28,13 +31,13 @@ def order_queue(waiting: list[Req], policy: str, max_wait_rounds: int = MAX_WAIT
     )
 
 
-def reserved_tokens(running: list[Req], ratio: float = NEW_TOKEN_RATIO) -> int:
+def reserved_tokens(running: list[Req], ratio: float) -> int:
     """KV to keep aside for what running requests will still decode."""
     return int(sum(max(r.max_future_tokens() - r.remaining, 0) for r in running) * ratio)
 
 
 def can_admit(extend_now: int, future: int, available: int, reserved: int, any_running: bool,
-              ratio: float = NEW_TOKEN_RATIO) -> bool:
+              ratio: float) -> bool:
     """available = free + evictable slots (after locking the candidate's own prefix).
     With nothing running, only the chunk itself has to fit, so the queue always makes progress."""
     if extend_now > available:

@@ -43,6 +43,9 @@ class Scheduler:
         self.computed_prefill_tokens_total = 0
         self.generation_tokens_total = 0
         self.num_retractions_total = 0
+        self.evicted_tokens_total = 0
+        self.init_new_token_ratio = self.new_token_ratio = policy.INIT_NEW_TOKEN_RATIO
+        self.min_new_token_ratio = policy.MIN_NEW_TOKEN_RATIO
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
@@ -75,7 +78,7 @@ class Scheduler:
     def _alloc(self, n: int) -> torch.Tensor | None:
         short = n - self.alloc.available()
         if short > 0 and self.use_cache:
-            self.tree.evict(short)
+            self.evicted_tokens_total += self.tree.evict(short)
         return self.alloc.alloc(n)
 
     def _available(self) -> int:
@@ -117,7 +120,11 @@ class Scheduler:
     def step(self) -> list[EngineOutput]:
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
-        if not retracted:
+        if retracted:
+            self.new_token_ratio = self.init_new_token_ratio
+        else:
+            self.new_token_ratio = max(self.new_token_ratio - policy.NEW_TOKEN_RATIO_DECAY,
+                                       self.min_new_token_ratio)
             self._admit(plan)
         for r in self.waiting:
             r.wait_steps += 1
@@ -160,7 +167,8 @@ class Scheduler:
         for r, n in plan:
             if r.kv_len < len(r.input_ids):
                 in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
-        reserved = policy.reserved_tokens(self.running)
+        ratio = self.new_token_ratio
+        reserved = policy.reserved_tokens(self.running, ratio)
         for r in policy.order_queue(self.waiting, self.cfg.schedule_policy if self.use_cache else "fcfs"):
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
@@ -177,7 +185,7 @@ class Scheduler:
                 self.tree.inc_lock(node)
             n = min(r.fill_len - prefix, budget)
             if not policy.can_admit(n, r.fill_len - prefix + r.max_future_tokens() - r.remaining,
-                                    self._available(), reserved, bool(self.running)):
+                                    self._available(), reserved, bool(self.running), ratio):
                 if node is not None:
                     self.tree.dec_lock(node)
                 break
@@ -193,7 +201,7 @@ class Scheduler:
             self.running.append(r)
             plan.append((r, n))
             budget -= n
-            reserved += int(max(r.max_future_tokens() - n, 0) * policy.NEW_TOKEN_RATIO)
+            reserved += int(max(r.max_future_tokens() - n, 0) * ratio)
             in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
 
     def _run(self, plan: list[tuple[Req, int]]) -> list[EngineOutput]:
