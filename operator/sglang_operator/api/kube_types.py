@@ -1,0 +1,47 @@
+"""Kubernetes value types (quantities, int-or-percent, names) with one rule each for both layers.
+
+Regexes avoid backslashes so the very same pattern is valid inside a CEL string literal.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, WithJsonSchema
+
+from .base import Rule
+
+# Kubernetes resource.Quantity grammar, non-negative only: 8, 500m, 16Gi, 1.5, 1e3.
+QUANTITY_RE = "^([0-9]+([.][0-9]*)?|[.][0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE]|[eE][-+]?[0-9]+)?$"
+PERCENT_RE = "^(0|[1-9][0-9]?|100)%$"
+# DNS-1123 label, as used by ConfigMap/Secret/PVC names and label values' first char rules.
+DNS_SUBDOMAIN_RE = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+_INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
+
+
+def _int_or_matching(pattern: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and len(value) <= 64 and re.match(pattern, value) is not None
+
+
+def int_or_string(pattern: str, message: str) -> Any:
+    """An int-or-string field: a non-negative int, or a string matching `pattern`."""
+    rule = Rule(
+        cel=f"type(self) == int ? self >= 0 : self.matches('{pattern}')",
+        message=message,
+        check=lambda v: _int_or_matching(pattern, v),
+    )
+    return Annotated[int | str, WithJsonSchema(dict(_INT_OR_STRING)), rule]
+
+
+Quantity = int_or_string(
+    QUANTITY_RE, "must be a non-negative Kubernetes quantity such as 8, 500m, 1.5 or 16Gi"
+)
+IntOrPercent = int_or_string(PERCENT_RE, "must be a non-negative integer or a percentage such as 25%")
+
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_RE)]
+ShortString = Annotated[str, Field(max_length=253)]
