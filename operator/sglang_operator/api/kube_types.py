@@ -44,4 +44,30 @@ Quantity = int_or_string(
 IntOrPercent = int_or_string(PERCENT_RE, "must be a non-negative integer or a percentage such as 25%")
 
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_RE)]
-ShortString = Annotated[str, Field(max_length=253)]
+
+# Label/annotation keys: an optional DNS-subdomain prefix and "/", then a name of <= 63 characters.
+QUALIFIED_NAME_RE = (
+    "^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_RE = "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+# Container images: no whitespace anywhere (the kubelet would reject it at pod creation).
+IMAGE_RE = r"^\S+$"
+
+QualifiedName = Annotated[str, Field(min_length=1, max_length=316, pattern=QUALIFIED_NAME_RE)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_RE)]
+Image = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_RE)]
+
+
+def _qualified_keys(keys: Any) -> bool:
+    return all(len(k) <= 316 and re.match(QUALIFIED_NAME_RE, k) for k in keys)
+
+
+def qualified_keys(field: str) -> Rule:
+    """Keys of a label/annotation map must be qualified names (structural schemas cannot say so)."""
+    return Rule(
+        cel=f"self.all(k, k.size() <= 316 && k.matches('{QUALIFIED_NAME_RE}'))",
+        message=f"{field} keys must be qualified names: [DNS-subdomain prefix/]name, the name at most "
+        "63 characters of letters, digits, '-', '_' and '.', e.g. nvidia.com/gpu.product",
+        check=_qualified_keys,
+    )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import ApiModel, Rule
-from .kube_types import DnsSubdomain
+from .kube_types import DnsSubdomain, Image
 
 AbsPath = Annotated[str, Field(min_length=1, max_length=1024, pattern="^/")]
 
@@ -29,7 +29,7 @@ class NfsSource(ApiModel):
 
 
 class ImageSource(ApiModel):
-    reference: Annotated[str, Field(min_length=1, max_length=512)]
+    reference: Image
     """OCI image (artifact) that holds the model files (Kubernetes image volumes)."""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Image pull policy for the model image."""

@@ -6,19 +6,19 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from .base import ApiModel, Rule
-from .kube_types import DnsSubdomain
+from .kube_types import QUALIFIED_NAME_RE, DnsSubdomain, LabelValue, QualifiedName, qualified_keys
 
-LabelMap = Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=64)]
+NodeSelector = Annotated[dict[str, LabelValue], Field(max_length=64), qualified_keys("scheduling.nodeSelector")]
 
 
 class Toleration(ApiModel):
     """A core/v1 Toleration (e.g. for tainted GPU nodes)."""
 
-    key: Annotated[str, Field(max_length=316)] | None = None
+    key: Annotated[str, Field(max_length=316, pattern=f"^$|{QUALIFIED_NAME_RE}")] | None = None
     """Taint key; empty with operator Exists tolerates everything."""
     operator: Literal["Exists", "Equal"] | None = None
     """Equal (default) or Exists."""
-    value: Annotated[str, Field(max_length=63)] | None = None
+    value: LabelValue | None = None
     """Taint value (Equal only)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to tolerate; empty means all."""
@@ -47,7 +47,7 @@ class Toleration(ApiModel):
 class SchedulingSpec(ApiModel):
     """Placement of every pod of every group."""
 
-    node_selector: LabelMap | None = None
+    node_selector: NodeSelector | None = None
     """Node labels the pods require (e.g. a GPU product label)."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
     """Taints the pods tolerate."""
@@ -55,6 +55,6 @@ class SchedulingSpec(ApiModel):
     """A core/v1 Affinity, passed through unchanged."""
     priority_class_name: DnsSubdomain | None = None
     """PriorityClass of the pods."""
-    group_topology_key: Annotated[str, Field(min_length=1, max_length=316)] | None = None
+    group_topology_key: QualifiedName | None = None
     """Node label (e.g. a rack or NVLink-domain label) whose value all pods of a group must share;
     sets LeaderWorkerSet exclusive placement."""

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import ApiModel
+from .kube_types import qualified_keys
 
 DEFAULT_PORT = 30000  # SGLang's default --port
 
@@ -17,5 +18,7 @@ class ServiceSpec(ApiModel):
     """Service type."""
     port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_PORT
     """Service port (the container always listens on 30000)."""
-    annotations: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None = None
+    annotations: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64), qualified_keys("service.annotations")
+    ] | None = None
     """Extra annotations for the Service (e.g. load-balancer settings)."""

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from .autoscaling import AutoscalingSpec
 from .base import ApiModel, Rule
 from .env import EnvList
+from .kube_types import Image
 from .model import ModelSpec
 from .names import API_VERSION, KIND
 from .parallelism import ParallelismSpec
@@ -39,7 +40,7 @@ class SGLangDeploymentSpec(ApiModel):
     """What to serve."""
     engine: Engine = "radix"
     """radix: the bundled radix-cache runtime; sglang: upstream SGLang (python3 -m sglang.launch_server)."""
-    image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    image: Image | None = None
     """Container image; defaults to the engine's image of this release."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Pull policy of the runtime image."""

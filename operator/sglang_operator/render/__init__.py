@@ -1,0 +1,34 @@
+"""Pure rendering: SGLangDeployment spec -> plain dicts ready for the Kubernetes API.
+
+Same input, same output (stable ordering, no timestamps), so a reconcile loop never flaps.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..api.spec import NAME_MAX, SGLangDeploymentSpec, valid_name
+from ..api.validate import InvalidSpec, parse_spec
+from .lws import desired_replicas, render_lws
+from .owner import owner_reference, with_owner
+from .pdb import render_pdb
+from .service import endpoint, render_service
+
+
+def render_all(
+    name: str,
+    namespace: str,
+    spec: SGLangDeploymentSpec | Mapping[str, Any],
+    *,
+    replicas: int | None = None,
+) -> list[dict[str, Any]]:
+    """LeaderWorkerSet, Service and PodDisruptionBudget for one SGLangDeployment.
+
+    `replicas` is the autoscaler's current choice (ignored unless autoscaling is enabled).
+    """
+    if not valid_name(name):
+        raise InvalidSpec([f"metadata.name: {name!r} is not a DNS-1035 label of at most {NAME_MAX} characters"])
+    s = parse_spec(spec)
+    return [render_lws(name, namespace, s, replicas), render_service(name, namespace, s), render_pdb(name, namespace, s)]
+
+
+__all__ = ["render_all", "desired_replicas", "endpoint", "owner_reference", "with_owner"]
