@@ -1,0 +1,78 @@
+"""A real `python -m radix_runtime.launch_server` process on a free loopback port (shared by the
+benchmark and the server tests)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model: Path | str, flags: tuple[str, ...] | list[str], log_path: Path,
+                 threads: int = 1):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "radix_runtime.launch_server", "--model-path", str(model),
+             "--host", "127.0.0.1", "--port", str(self.port), *flags],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        self.health_seen: list[int] = []  # /health statuses observed while starting
+
+    def wait_ready(self, timeout: float = 120) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = httpx.get(self.url + "/health", timeout=2)
+                self.health_seen.append(r.status_code)
+                if r.status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as metric name -> value (each server exports one label set)."""
+        out = {}
+        for line in httpx.get(self.url + "/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name_labels, value = line.rsplit(" ", 1)
+                name = name_labels.split("{", 1)[0]
+                if "_bucket" not in name:
+                    out[name] = float(value)
+        return out
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (graceful drain) and the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
