@@ -67,6 +67,15 @@ build_kubernetes() {
   log "kubernetes binaries ready: $k8s_dir"
 }
 
+build_helm() {
+  local dir="$cache/bin/helm-$HELM_VERSION"
+  [ -x "$dir/helm" ] && return
+  log "building helm $HELM_VERSION (first time only, ~2 min)"
+  GOBIN="$dir" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  log "helm ready: $dir/helm"
+}
+
 lws_crd() {
   local dir
   dir=$(go mod download -json "sigs.k8s.io/lws@$LWS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
@@ -80,5 +89,6 @@ lws_crd() {
 command -v go >/dev/null || { echo "go is required to build the test control plane (Go >= 1.26)" >&2; exit 1; }
 build_etcd
 build_kubernetes
+build_helm
 lws_crd
 echo "$cache"

@@ -49,6 +49,7 @@ class Binaries:
     kube_controller_manager: Path
     kube_scheduler: Path
     kubectl: Path
+    helm: Path
     lws_crds: list[Path]
 
     @classmethod
@@ -61,11 +62,13 @@ class Binaries:
             kube_controller_manager=k8s / "kube-controller-manager",
             kube_scheduler=k8s / "kube-scheduler",
             kubectl=k8s / "kubectl",
+            helm=cache / "bin" / f"helm-{v['HELM_VERSION']}" / "helm",
             lws_crds=sorted((cache / "crds" / f"lws-{v['LWS_VERSION']}").glob("*.yaml")),
         )
 
     def missing(self) -> list[str]:
-        paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl]
+        paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl,
+                 self.helm]
         out = [str(p) for p in paths if not os.access(p, os.X_OK)]
         return out + ([] if self.lws_crds else ["LeaderWorkerSet CRD"])
 
