@@ -6,6 +6,8 @@ import time
 import httpx
 import pytest
 
+pytestmark = pytest.mark.runtime  # starts real server processes
+
 LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
 
 

@@ -5,6 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+pytestmark = pytest.mark.runtime  # starts real server processes
+
 PROMPTS = ["The quick brown fox", "Kubernetes runs containers in pods; a deployment keeps",
            "def fibonacci(n):\n    a, b = 0, 1"]
 

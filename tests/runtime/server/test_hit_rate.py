@@ -3,8 +3,11 @@ reported hit rate is within 5 points of the ideal, and the prefill it computes d
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from bench.workload import SharedPrefix, ideal_cached
+
+pytestmark = pytest.mark.runtime  # starts real server processes
 
 
 def test_shared_prefix_hit_rate_and_prefill_savings(launch, tiny_model):

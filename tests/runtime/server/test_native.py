@@ -5,6 +5,8 @@ import json
 import httpx
 import pytest
 
+pytestmark = pytest.mark.runtime  # starts real server processes
+
 
 def sse_events(response: httpx.Response) -> list:
     events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
@@ -138,3 +140,28 @@ def test_health_is_503_while_loading(launch, tiny_model):
     s.wait_ready()
     assert 503 in s.health_seen, s.health_seen  # served HTTP before the model was loaded
     assert s.stop() == 0
+
+
+def test_stream_interval_extend_stream_and_chat_n_stream(server):
+    body = {"input_ids": [1, 40, 50], "stream": True,
+            "sampling_params": {"max_new_tokens": 9, "stream_interval": 4, "ignore_eos": True}}
+    with httpx.stream("POST", server.url + "/generate", json=body) as r:
+        events = sse_events(r)
+    assert [e["meta_info"]["completion_tokens"] for e in events] == [4, 8, 9]
+    rid = events[-1]["meta"]["rid"]
+    with httpx.stream("POST", server.url + "/extend", json={
+            "rid": rid, "input_ids": [60, 70], "stream": True,
+            "sampling_params": {"max_new_tokens": 3}}) as r:
+        ext = sse_events(r)
+    assert ext[-1]["meta_info"]["prompt_tokens"] == 3 + 9 + 2
+    assert ext[-1]["meta_info"]["cached_tokens"] >= 11
+    chunks = []
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "hi"}], "n": 2, "max_tokens": 4,
+            "temperature": 0, "stream": True}) as r:
+        chunks = sse_events(r)
+    texts = {0: "", 1: ""}
+    for c in chunks:
+        for choice in c["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+    assert texts[0] == texts[1] != ""

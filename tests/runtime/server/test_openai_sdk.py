@@ -5,6 +5,8 @@ import struct
 import openai
 import pytest
 
+pytestmark = pytest.mark.runtime  # starts real server processes
+
 
 @pytest.fixture(scope="module")
 def client(server):
