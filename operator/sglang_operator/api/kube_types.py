@@ -1,4 +1,4 @@
-"""Kubernetes value types (quantities, int-or-percent, names) with one rule each for both layers.
+"""Kubernetes value types (quantities, int-or-percent, names) checked the same way by both layers.
 
 Regexes avoid backslashes so the very same pattern is valid inside a CEL string literal.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .base import Rule
 
@@ -16,9 +17,6 @@ QUANTITY_RE = "^([0-9]+([.][0-9]*)?|[.][0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE]|[eE][
 PERCENT_RE = "^(0|[1-9][0-9]?|100)%$"
 # DNS-1123 label, as used by ConfigMap/Secret/PVC names and label values' first char rules.
 DNS_SUBDOMAIN_RE = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-_INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
-
 
 def _int_or_matching(pattern: str, value: Any) -> bool:
     if isinstance(value, bool):
@@ -29,18 +27,29 @@ def _int_or_matching(pattern: str, value: Any) -> bool:
 
 
 def int_or_string(pattern: str, message: str) -> Any:
-    """An int-or-string field: a non-negative int, or a string matching `pattern`."""
-    rule = Rule(
-        cel=f"type(self) == int ? self >= 0 : self.matches('{pattern}')",
-        message=message,
-        check=lambda v: _int_or_matching(pattern, v),
-    )
-    return Annotated[int | str, WithJsonSchema(dict(_INT_OR_STRING)), rule]
+    """An int-or-string field: a non-negative int, or a string matching `pattern`.
+
+    The CRD says so with `minimum`/`pattern`/`maxLength` (each applies to its own branch), not with
+    CEL: the API server costs CEL on int-or-string values as if they were megabytes long and
+    rejects the CRD. Its error then reads "should match '<pattern>'"; the operator's reads `message`.
+    """
+
+    def check(value: Any) -> Any:
+        if not _int_or_matching(pattern, value):
+            raise PydanticCustomError("int_or_string", message)
+        return value
+
+    schema = {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": True,
+        "minimum": 0,
+        "maxLength": 64,
+        "pattern": pattern,
+    }
+    return Annotated[int | str, WithJsonSchema(schema), AfterValidator(check)]
 
 
-Quantity = int_or_string(
-    QUANTITY_RE, "must be a non-negative Kubernetes quantity such as 8, 500m, 1.5 or 16Gi"
-)
+Quantity = int_or_string(QUANTITY_RE, "must be a non-negative Kubernetes quantity such as 8, 500m, 1.5 or 16Gi")
 IntOrPercent = int_or_string(PERCENT_RE, "must be a non-negative integer or a percentage such as 25%")
 
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_RE)]

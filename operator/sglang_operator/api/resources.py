@@ -31,7 +31,7 @@ def _whole_extended(m: dict[str, Any]) -> bool:
 
 ResourceMap = Annotated[
     dict[str, Quantity],
-    Field(max_length=16),
+    Field(max_length=12),
     Rule(
         cel=f"self.all(k, k in {list(STANDARD_RESOURCES)} || k.startsWith('hugepages-') || k.matches('{EXTENDED_RE}'))",
         message="resources keys must be cpu, memory, ephemeral-storage, hugepages-<size> or a "

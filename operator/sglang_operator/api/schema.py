@@ -25,8 +25,9 @@ _DROP = {"title", "$defs"}
 class _WithFactoryDefaults(GenerateJsonSchema):
     """Publish `default_factory` defaults too, so the API server defaults exactly like pydantic.
 
-    A nested object defaults to {} (its own fields carry their defaults); empty lists are left out
-    (absent and empty mean the same to the renderer and keep stored objects small).
+    A nested object defaults to its fully populated form: the API server checks a default against
+    the CEL rules as written, before defaulting its fields, so `{}` would fail `self.tp`. Empty lists
+    are left out (absent and empty mean the same to the renderer and keep stored objects small).
     """
 
     def get_default_value(self, schema: Any) -> Any:
@@ -34,11 +35,17 @@ class _WithFactoryDefaults(GenerateJsonSchema):
         if factory is None:
             return super().get_default_value(schema)
         value = factory()
-        if isinstance(value, BaseModel):
-            return {}
         if value == []:
             return super().get_default_value({})  # NoDefault
+        if isinstance(value, BaseModel):
+            return _without_empty_lists(value.model_dump(by_alias=True, exclude_none=True, mode="json"))
         return [v.model_dump(by_alias=True, exclude_none=True, mode="json") for v in value]
+
+
+def _without_empty_lists(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _without_empty_lists(v) for k, v in d.items() if v != []}
+    return d
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -84,8 +84,14 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
     (
         "bad-quantity",
         spec(resources={"requests": {"memory": "lots"}}),
-        ["must be a non-negative Kubernetes quantity"],
-        {},
+        ["spec.resources.requests.memory"],
+        {"api": ["should match"], "pydantic": ["must be a non-negative Kubernetes quantity"]},
+    ),
+    (
+        "negative-quantity",
+        spec(resources={"limits": {"cpu": -1}}),
+        ["spec.resources.limits.cpu"],
+        {"api": ["greater than or equal to 0"], "pydantic": ["must be a non-negative Kubernetes quantity"]},
     ),
     (
         "gpu-requests-differ-from-limits",
@@ -101,7 +107,12 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
         ["rollout.maxSurge and rollout.maxUnavailable must not both be 0"],
         {},
     ),
-    ("bad-percent", spec(rollout={"maxSurge": "150%"}), ["must be a non-negative integer or a percentage"], {}),
+    (
+        "bad-percent",
+        spec(rollout={"maxSurge": "150%"}),
+        ["spec.rollout.maxSurge"],
+        {"api": ["should match"], "pydantic": ["must be a non-negative integer or a percentage"]},
+    ),
     (
         "two-volume-sources",
         spec(model={"path": "/m", "volume": {"hostPath": {"path": "/a"}, "nfs": {"server": "s", "path": "/b"}}}),
