@@ -16,7 +16,7 @@ from radix_runtime.version import __version__
 
 # Upstream SGLang flags that change nothing for us, accepted so copied command lines keep working.
 _NO_OP_FLAGS = ("--trust-remote-code", "--enable-metrics", "--disable-cuda-graph",
-                "--skip-server-warmup", "--log-requests", "--enable-cache-report")
+                "--skip-server-warmup", "--enable-cache-report")
 
 _ENGINE_FLAGS = ("model_path", "tokenizer_path", "dtype", "device", "context_length", "page_size",
                  "max_total_tokens", "mem_fraction_static", "max_running_requests",
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "stay open)")
     h.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
+    h.add_argument("--log-requests", action="store_true", help="log every HTTP request")
     h.add_argument("--watchdog-timeout", type=float, default=300.0,
                    help="/health turns 503 when the scheduler has work but made no step for this "
                         "many seconds")

@@ -105,7 +105,10 @@ async def serve(args: argparse.Namespace, config: EngineConfig,
                 factory: Callable[[EngineConfig], Engine] = default_engine_factory) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
     state = ServerState(args, config)
-    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None,
+    # handler_cancellation: a client that goes away cancels its handler, which aborts its
+    # requests in the engine (non-streaming ones too).
+    access_log = logging.getLogger("radix_runtime.access") if args.log_requests else None
+    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=access_log,
                            shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
@@ -121,15 +124,20 @@ async def serve(args: argparse.Namespace, config: EngineConfig,
     await stop.wait()
 
     code = 1 if state.phase == FAILED else 0
-    state.phase = DRAINING if state.phase != FAILED else FAILED
-    log.info("Shutting down: draining %d in-flight request(s) (up to %gs)", state.inflight,
-             args.shutdown_timeout)
-    try:
-        await asyncio.wait_for(state.idle.wait(), args.shutdown_timeout)
-    except asyncio.TimeoutError:
-        log.warning("%d request(s) still running after %gs; aborting them", state.inflight,
-                    args.shutdown_timeout)
-    await runner.cleanup()
+    if state.phase != FAILED:
+        state.phase = DRAINING
+    log.info("Shutting down: draining %d in-flight request(s) (up to %gs; signal again to stop "
+             "now)", state.inflight, args.shutdown_timeout)
+    force = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, force.set)
+    waits = [asyncio.create_task(state.idle.wait()), asyncio.create_task(force.wait())]
+    await asyncio.wait(waits, timeout=args.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
+    if state.inflight:
+        log.warning("aborting %d request(s) still running", state.inflight)
+    await runner.cleanup()  # cancels what still runs, which aborts it in the engine
     if not loader.done():
         loader.cancel()
     if state.engine is not None:

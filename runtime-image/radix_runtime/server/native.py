@@ -108,6 +108,9 @@ def generate_items(state: ServerState, req: schemas.GenerateRequest) -> tuple[li
                 top_logprobs_num=fields["top_logprobs_num"][i],
                 logprob_start_len=fields["logprob_start_len"][i], priority=req.priority):
             items.append(Item(r, r.rid, req.return_text_in_logprobs))
+    rids = [it.req.rid for it in items]
+    if len(set(rids)) != len(rids):
+        raise bad_request("rids must be unique within a batch (give one per prompt)", "rid")
     many = batched or len(items) > 1
     return items, many
 

@@ -29,6 +29,7 @@ LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
     ("/generate", b'{"input_ids": [1, 100000]}', "input_ids", "vocabulary"),
     ("/generate", b'{"input_ids": []}', "input_ids", "empty"),
     ("/generate", b'{"text": ["a", "b"], "sampling_params": [{}]}', "sampling_params", "entries"),
+    ("/generate", b'{"text": ["a", "b"], "rid": "same"}', "rid", "unique"),
     ("/v1/completions", b'{"prompt": "a", "max_tokens": "ten"}', "max_tokens", "valid integer"),
     ("/v1/completions", b'{"prompt": "a", "stop": 7}', "stop", "valid string"),
     ("/v1/completions", b'{"prompt": "' + b"hello " * 2100 + b'"}', "prompt", "context length"),
@@ -57,6 +58,16 @@ def test_stream_error_before_output_is_plain_http(server):
     r = httpx.post(server.url + "/generate", json={"input_ids": [1, 2], "stream": True,
                                                    "sampling_params": {"max_new_tokens": 9999}})
     assert r.status_code == 400 and "max_new_tokens" in r.json()["error"]["message"]
+
+
+def test_failed_load_exits_nonzero_with_the_reason(tmp_path):
+    from bench.server import Server
+
+    s = Server(tmp_path, (), tmp_path / "server.log")  # an empty directory is no model
+    with pytest.raises(RuntimeError, match="server exited with 1"):
+        s.wait_ready()
+    assert "model failed to load" in s.log()
+    s.stop()
 
 
 def test_api_key(launch, tiny_model):
