@@ -107,7 +107,8 @@ def measure(server: Server, prompts: list[list[int]], args) -> dict:
 
 
 ROWS = [("requests/s", "requests_per_s", "{:.2f}"),
-        ("output tok/s", "output_tokens_per_s", "{:.1f}"), ("prompt tok/s", "prompt_tokens_per_s", "{:.0f}"), ("TTFT mean ms", "ttft_mean_s", "ms"),
+        ("output tok/s", "output_tokens_per_s", "{:.1f}"),
+        ("prompt tok/s", "prompt_tokens_per_s", "{:.0f}"), ("TTFT mean ms", "ttft_mean_s", "ms"),
         ("TTFT p50 ms", "ttft_p50_s", "ms"), ("TTFT p90 ms", "ttft_p90_s", "ms"),
         ("TTFT p99 ms", "ttft_p99_s", "ms"), ("e2e mean ms", "e2e_mean_s", "ms"),
         ("hit rate (gauge)", "hit_rate_gauge", "{:.3f}"),

@@ -27,7 +27,8 @@ class SharedPrefix:
         out = []
         for g in range(self.groups):
             prefix = [firsts[g]] + rng.choices(ids, k=self.prefix_len - 1)
-            out.append([prefix + rng.choices(ids, k=self.suffix_len) for _ in range(self.per_group)])
+            out.append([prefix + rng.choices(ids, k=self.suffix_len)
+                        for _ in range(self.per_group)])
         return out
 
 

@@ -89,7 +89,8 @@ class ChatTemplate:
         return text
 
 
-def load_chat_template(tokenizer_dir: str | Path, override: str | None = None) -> ChatTemplate | None:
+def load_chat_template(tokenizer_dir: str | Path,
+                       override: str | None = None) -> ChatTemplate | None:
     """The template for a model directory (None when it has none and no override is given)."""
     tokenizer_dir = Path(tokenizer_dir)
     config = _read_json(tokenizer_dir / "tokenizer_config.json")
@@ -125,7 +126,7 @@ def _resolve_override(value: str) -> tuple[str, str]:
 
 
 def _pick(template) -> str | None:
-    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": ...}, ...]
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         return named.get("default") or next(iter(named.values()), None)
     return template or None

@@ -1,7 +1,8 @@
 """SGLang-native routes: /generate (POST/PUT), /batch and /extend.
 
 Response items carry SGLang's `text`, `output_ids` and `meta_info`, plus the seed docs' `meta`
-(rid, input/output tokens, radix_cache_hit); the names do not clash, so clients of either read theirs.
+(rid, input/output tokens, radix_cache_hit); the names do not clash, so clients of either read
+theirs.
 """
 from __future__ import annotations
 

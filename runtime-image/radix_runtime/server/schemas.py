@@ -140,7 +140,7 @@ class _Unsupported(BaseModel):
 
 
 class GenerateRequest(_Unsupported, _OneInput):
-    # Newer SGLang clients add fields (bootstrap_host, data_parallel_rank, ...): ignore unknown ones.
+    # Newer SGLang clients add fields (bootstrap_host, data_parallel_rank, ...): ignore those.
     model_config = ConfigDict(strict=True, extra="ignore")
 
     text: str | list[str] | None = None

@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from radix_runtime.server.errors import from_validation_error
 from radix_runtime.server.schemas import (ChatCompletionRequest, CompletionRequest,
-                                          GenerateRequest, SamplingParams)
+                                          GenerateRequest)
 
 ALL_DEFAULTS = dict(
     max_new_tokens=128, min_new_tokens=0, n=1, stop=None, stop_token_ids=None, stop_regex=None,
