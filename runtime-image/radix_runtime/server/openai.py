@@ -318,6 +318,8 @@ async def get_model(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    # The seed docs' vision route: same handler, so text works and image parts get a clear 400.
+    app.router.add_post("/v1/chat/completions/vision", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)

@@ -39,6 +39,9 @@ LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
     ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}], "n": 0}',
      "n", "greater than or equal to 1"),
     ("/v1/embeddings", b'{"input": 3.5}', "input", "Input should be"),
+    ("/v1/chat/completions/vision", b'{"messages": [{"role": "user", "content": [{"type": '
+     b'"image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}',
+     "messages.0.content", "only text parts"),
 ])
 def test_bad_input_is_a_400_naming_the_field(server, path, body, param, needle):
     r = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"})
