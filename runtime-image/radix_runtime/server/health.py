@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from radix_runtime.engine.protocol import EngineRequest, SamplingParams
+from radix_runtime.engine.protocol import EngineRequest, EngineStats, SamplingParams
 from radix_runtime.server import runner
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.http import state_of
@@ -18,37 +18,45 @@ from radix_runtime.server.requests import new_rid
 from radix_runtime.server.state import DRAINING, FAILED, LOADING, ServerState
 
 
-def health_body(state: ServerState, now: float | None = None) -> tuple[int, dict]:
-    """The seed docs' /health JSON and its status code. Pure given the state."""
-    if state.phase == LOADING:
+def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
+                watchdog_timeout: float, detail: str = "", now: float) -> tuple[int, dict]:
+    """The seed docs' /health JSON and its status code. `detail`: what loading is doing, or why
+    it failed."""
+    if phase == LOADING or stats is None:
         return 503, {"status": "loading", "model_loaded": False, "radix_cache_ready": False,
-                     "reason": f"model not loaded ({state.load_message})"}
-    if state.phase == FAILED:
+                     "reason": f"model not loaded ({detail})"}
+    if phase == FAILED:
         return 503, {"status": "unhealthy", "model_loaded": False, "radix_cache_ready": False,
-                     "reason": f"model failed to load: {state.load_error}"}
-    s = state.stats()
-    body = {"status": "healthy", "model_loaded": True,
-            "radix_cache_ready": not state.config.disable_radix_cache,
-            "radix_cache_usage_perc": s.cache_usage, "num_requests_running": s.num_running_reqs,
-            "num_requests_waiting": s.num_waiting_reqs, "speculative_decoding_enabled": False}
-    if state.phase == DRAINING:
+                     "reason": f"model failed to load: {detail}"}
+    body = {"status": "healthy", "model_loaded": True, "radix_cache_ready": radix_cache,
+            "radix_cache_usage_perc": stats.cache_usage,
+            "num_requests_running": stats.num_running_reqs,
+            "num_requests_waiting": stats.num_waiting_reqs, "speculative_decoding_enabled": False}
+    if phase == DRAINING:
         return 503, {**body, "status": "draining", "reason": "server is shutting down"}
-    stalled = (time.monotonic() if now is None else now) - s.last_step_time
-    busy = s.num_running_reqs + s.num_waiting_reqs > 0
-    if busy and stalled > state.args.watchdog_timeout:
+    stalled = now - stats.last_step_time
+    busy = stats.num_running_reqs + stats.num_waiting_reqs > 0
+    if busy and stalled > watchdog_timeout:
         return 503, {**body, "status": "unhealthy",
                      "reason": f"scheduler made no progress for {stalled:.0f}s with work queued"}
     return 200, body
 
 
+def state_health(state: ServerState) -> tuple[int, dict]:
+    detail = state.load_error if state.phase == FAILED else state.load_message
+    return health_body(state.phase, state.stats(), radix_cache=not state.config.disable_radix_cache,
+                       watchdog_timeout=state.args.watchdog_timeout, detail=detail or "",
+                       now=time.monotonic())
+
+
 async def health(request: web.Request) -> web.Response:
-    status, body = health_body(state_of(request))
+    status, body = state_health(state_of(request))
     return web.json_response(body, status=status)
 
 
 async def health_generate(request: web.Request) -> web.Response:
     state = state_of(request)
-    status, body = health_body(state)
+    status, body = state_health(state)
     if status != 200:
         return web.json_response(body, status=status)
     engine = state.engine
