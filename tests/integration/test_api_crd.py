@@ -111,7 +111,7 @@ near_boundary = st.fixed_dictionaries(
             {},
             optional={
                 "requests": st.dictionaries(st.sampled_from(["cpu", "nvidia.com/gpu", "gpu"]), st.sampled_from([1, 2, "1", "1.5", "2Gi", "x"]), max_size=2),
-                "limits": st.dictionaries(st.sampled_from(["memory", "nvidia.com/gpu"]), st.sampled_from([1, 2, "1", "500m"]), max_size=2),
+                "limits": st.dictionaries(st.sampled_from(["cpu", "nvidia.com/gpu"]), st.sampled_from([1, 2, "1", "500m"]), max_size=2),
             },
         ),
     }

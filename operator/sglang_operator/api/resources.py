@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+from kubernetes.utils import parse_quantity
 from pydantic import Field
 
 from .base import ApiModel, Rule
@@ -46,6 +47,12 @@ ResourceMap = Annotated[
 ]
 
 
+def _requests_within_limits(r: "ResourcesSpec") -> bool:
+    if not r.requests or not r.limits:
+        return True
+    return all(k not in r.limits or parse_quantity(v) <= parse_quantity(r.limits[k]) for k, v in r.requests.items())
+
+
 def _same_extended(r: "ResourcesSpec") -> bool:
     if not r.requests or not r.limits:
         return True
@@ -70,6 +77,13 @@ class ResourcesSpec(ApiModel):
             "resource such as nvidia.com/gpu (they cannot be overcommitted)",
             check=_same_extended,
             field_path=".limits",
+        ),
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+            "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+            message="resources.requests must not exceed resources.limits for the same resource",
+            check=_requests_within_limits,
+            field_path=".requests",
         ),
     )
 

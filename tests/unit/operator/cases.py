@@ -99,6 +99,12 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
         ["must give the same amount of an extended resource"],
         {},
     ),
+    (
+        "requests-above-limits",
+        spec(resources={"requests": {"memory": "2Gi", "cpu": 1}, "limits": {"memory": "1Gi"}}),
+        ["resources.requests must not exceed resources.limits for the same resource"],
+        {"api": ["spec.resources.requests"]},
+    ),
     ("fractional-gpu", spec(resources={"limits": {"nvidia.com/gpu": "500m"}}), ["must be whole numbers"], {}),
     ("bad-resource-name", spec(resources={"limits": {"gpu": 1}}), ["resources keys must be cpu, memory"], {}),
     (

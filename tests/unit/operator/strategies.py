@@ -90,13 +90,18 @@ toleration = st.one_of(
 
 @st.composite
 def resources(draw) -> dict[str, Any]:
-    # cpu/memory only as requests (a limit below a request is a pod error the CRD does not check).
+    # Every limit here is at least every request (requests above limits are invalid).
     requests = draw(
         st.fixed_dictionaries(
             {}, optional={"cpu": st.sampled_from([1, "500m", "2.5", 16]), "memory": st.sampled_from(["1Gi", "64Gi", 1024])}
         )
     )
-    limits = draw(st.fixed_dictionaries({}, optional={"nvidia.com/gpu": st.sampled_from([0, 1, "8"])}))
+    limits = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={"nvidia.com/gpu": st.sampled_from([0, 1, "8"]), "cpu": st.sampled_from([16, "32"]), "memory": st.just("128Gi")},
+        )
+    )
     return _omit_none(
         {"requests": requests or None, "limits": limits or None, "sharedMemory": draw(maybe(st.sampled_from(["1Gi", "256Mi", 2**30])))}
     )
