@@ -13,8 +13,7 @@ from kubernetes import dynamic
 from kubernetes.client.rest import ApiException
 
 from sglang_operator.api import API_VERSION, KIND, InvalidSpec, parse_deployment, parse_spec
-from tests.unit.operator.cases import BASE, EXAMPLES, INVALID, merged
-from tests.unit.operator.test_crd_generation import _drop_empty_lists
+from tests.unit.operator.cases import BASE, EXAMPLES, INVALID, drop_empty_lists, merged
 
 pytestmark = pytest.mark.cluster
 
@@ -45,7 +44,7 @@ def test_api_server_rejects_invalid_manifest(cluster, namespace, case_id, manife
 def test_server_defaults_equal_pydantic_defaults(api_client, namespace):
     body = merged(BASE, {"metadata": {"name": "defaults"}})
     created = sgld(api_client).create(body=body, namespace=namespace).to_dict()
-    assert created["spec"] == _drop_empty_lists(parse_spec(body["spec"]).to_api())
+    assert created["spec"] == drop_empty_lists(parse_spec(body["spec"]).to_api())
     # and the operator reads back exactly what it would have assumed
     assert parse_deployment(created).spec == parse_spec(body["spec"])
 

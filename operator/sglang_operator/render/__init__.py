@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from ..api.spec import NAME_MAX, SGLangDeploymentSpec, valid_name
 from ..api.validate import InvalidSpec, parse_spec
+from .labels import leader_selector, selector_string
 from .lws import desired_replicas, render_lws
 from .owner import owner_reference, with_owner
 from .pdb import render_pdb
@@ -31,4 +32,9 @@ def render_all(
     return [render_lws(name, namespace, s, replicas), render_service(name, namespace, s), render_pdb(name, namespace, s)]
 
 
-__all__ = ["render_all", "desired_replicas", "endpoint", "owner_reference", "with_owner"]
+def status_selector(name: str) -> str:
+    """status.selector: the leader pods, as the scale subresource and HPA want it."""
+    return selector_string(leader_selector(name))
+
+
+__all__ = ["render_all", "desired_replicas", "endpoint", "status_selector", "owner_reference", "with_owner"]

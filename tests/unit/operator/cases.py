@@ -37,6 +37,13 @@ def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def drop_empty_lists(d: Any) -> Any:
+    """Pydantic dumps absent lists as []; the API server leaves them out."""
+    if isinstance(d, dict):
+        return {k: drop_empty_lists(v) for k, v in d.items() if v != []}
+    return d
+
+
 def spec(**patch: Any) -> dict[str, Any]:
     return merged(BASE, {"spec": patch})
 

@@ -12,7 +12,7 @@ import yaml
 from sglang_operator.api import SGLangDeployment, parse_spec
 from sglang_operator.api.base import ApiModel
 from sglang_operator.api.crd import build_crd, main, render_crd_yaml
-from tests.unit.operator.cases import REPO
+from tests.unit.operator.cases import REPO, drop_empty_lists
 
 COMMITTED = REPO / "crds" / "sglangdeployments.sglangfleet.dev.yaml"
 
@@ -118,12 +118,6 @@ def apply_schema_defaults(schema: dict[str, Any], obj: Any) -> Any:
     return obj
 
 
-def _drop_empty_lists(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _drop_empty_lists(v) for k, v in d.items() if v != []}
-    return d
-
-
 def test_crd_defaults_equal_pydantic_defaults():
     spec_schema = _schema()["properties"]["spec"]
     for given in (
@@ -132,7 +126,7 @@ def test_crd_defaults_equal_pydantic_defaults():
     ):
         by_server = apply_schema_defaults(spec_schema, given)
         by_pydantic = parse_spec(given).to_api()
-        assert by_server == _drop_empty_lists(by_pydantic)
+        assert by_server == drop_empty_lists(by_pydantic)
 
 
 def test_crd_yaml_has_no_anchors():

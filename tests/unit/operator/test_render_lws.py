@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from radix_runtime.launch_server import parse_args
 from sglang_operator.api import InvalidSpec, parse_spec
-from sglang_operator.render import desired_replicas, render_all, with_owner
+from sglang_operator.render import desired_replicas, endpoint, render_all, status_selector, with_owner
 from sglang_operator.render.engines import LaunchConfig, radix_args, sglang_args
 from sglang_operator.render.labels import LWS_WORKER_INDEX_LABEL, selector_string, leader_selector
 from tests.unit.operator.strategies import specs
@@ -114,7 +114,9 @@ def test_service_selects_leaders_only():
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
     assert svc["spec"]["type"] == "LoadBalancer"
     assert pdb["spec"]["selector"]["matchLabels"] == {"sglangfleet.dev/deployment": "demo"}
-    assert selector_string(leader_selector("demo")) == f"{LWS_WORKER_INDEX_LABEL}=0,sglangfleet.dev/deployment=demo"
+    assert status_selector("demo") == f"{LWS_WORKER_INDEX_LABEL}=0,sglangfleet.dev/deployment=demo"
+    assert status_selector("demo") == selector_string(leader_selector("demo"))
+    assert endpoint("demo", "ns", parse_spec({"model": {"path": "/m"}, "service": {"port": 8000}})) == "http://demo-api.ns.svc:8000"
 
 
 def test_leader_and_worker_probes():
