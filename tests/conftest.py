@@ -10,10 +10,20 @@ import pytest
 from tests.cluster.controlplane import ControlPlane
 
 
+_start_failure: list[BaseException] = []
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
+    # pytest retries a failed session fixture for every test; fail the rest fast with the first reason
+    if _start_failure:
+        raise RuntimeError(f"control plane failed to start earlier in this run: {_start_failure[0]}")
     cp = ControlPlane(tmp_path_factory.mktemp("control-plane"))
-    cp.start()
+    try:
+        cp.start()
+    except BaseException as e:
+        _start_failure.append(e)
+        raise
     try:
         yield cp
     finally:
