@@ -37,7 +37,9 @@ class Rule:
 
     def raise_if_broken(self, value: Any) -> None:
         if not self.check(value):
-            raise PydanticCustomError("rule", self.message)
+            # field_path travels in the context so errors name the same field as the API server's.
+            raise PydanticCustomError("rule", self.message.replace("{", "{{").replace("}", "}}"),
+                                      {"field_path": self.field_path or ""})
 
     # As `Annotated[...]` metadata the rule applies to a single field.
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:

@@ -28,7 +28,8 @@ def _problems(err: ValidationError, prefix: str) -> list[str]:
     seen: dict[str, str] = {}
     for e in err.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if p not in ("int", "str") and not str(p).startswith("function-"))
-        seen.setdefault(_path(loc, prefix), e["msg"].removeprefix("Value error, "))
+        child = (e.get("ctx") or {}).get("field_path", "")  # a rule about one field of the object
+        seen.setdefault(_path(loc, prefix) + child, e["msg"].removeprefix("Value error, "))
     return [f"{path}: {msg}" if path else msg for path, msg in seen.items()]
 
 

@@ -55,8 +55,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
     (
         "min-above-max",
         spec(autoscaling={"enabled": True, "minReplicas": 5, "maxReplicas": 2}),
-        ["autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"],
-        {"api": ["spec.autoscaling.minReplicas"]},
+        ["spec.autoscaling.minReplicas", "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"],
+        {},
     ),
     (
         "max-missing-when-enabled",
@@ -67,8 +67,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
     (
         "tp-pp-not-divisible",
         spec(parallelism={"tp": 4, "pp": 3, "gpusPerPod": 8}),
-        ["parallelism.gpusPerPod must divide tp*pp"],
-        {"api": ["spec.parallelism.gpusPerPod"]},
+        ["spec.parallelism.gpusPerPod", "parallelism.gpusPerPod must divide tp*pp"],
+        {},
     ),
     (
         "tp-not-divisible-by-default-gpus-per-pod",
@@ -109,8 +109,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
     (
         "requests-above-limits",
         spec(resources={"requests": {"memory": "2Gi", "cpu": 1}, "limits": {"memory": "1Gi"}}),
-        ["resources.requests must not exceed resources.limits for the same resource"],
-        {"api": ["spec.resources.requests"]},
+        ["spec.resources.requests", "resources.requests must not exceed resources.limits for the same resource"],
+        {},
     ),
     ("fractional-gpu", spec(resources={"limits": {"nvidia.com/gpu": "500m"}}), ["must be whole numbers"], {}),
     ("bad-resource-name", spec(resources={"limits": {"gpu": 1}}), ["resources keys must be cpu, memory"], {}),
