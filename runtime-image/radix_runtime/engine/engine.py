@@ -102,10 +102,9 @@ class Engine:
                 while not (self._stop or self._inbox or self._aborts or self.scheduler.has_work()):
                     self._cv.wait(timeout=0.5)
                     self.last_step_time = time.monotonic()
-                if self._stop:
-                    return
                 inbox, self._inbox = self._inbox, []
                 aborts, self._aborts = self._aborts, []
+                stopping = self._stop  # read once: a stop arriving mid-step is seen next round
             outputs: list[EngineOutput] = []
             with self._lock:
                 for r in inbox:
@@ -114,18 +113,27 @@ class Engine:
                     out = self.scheduler.abort(rid)
                     if out is not None:
                         outputs.append(out)
-                try:
-                    outputs += self.scheduler.step()
-                except Exception as e:  # a failing step must not kill the server: fail its requests
-                    traceback.print_exc()
-                    for r in list(self.scheduler.running) + list(self.scheduler.waiting):
-                        out = self.scheduler.abort(r.rid)
-                        if out is not None:
-                            out.finish_reason = {"type": "abort", "message": f"engine error: {e}"}
-                            outputs.append(out)
+                if stopping:
+                    outputs += self._abort_all("server shutting down")
+                else:
+                    try:
+                        outputs += self.scheduler.step()
+                    except Exception as e:  # a failing step must not kill the server
+                        traceback.print_exc()
+                        outputs += self._abort_all(f"engine error: {type(e).__name__}: {e}")
             self.last_step_time = time.monotonic()
             for out in outputs:
                 self._deliver(out)
+            if stopping:
+                return
+
+    def _abort_all(self, message: str) -> list[EngineOutput]:
+        outputs = []
+        for r in list(self.scheduler.running) + list(self.scheduler.waiting):
+            out = self.scheduler.abort(r.rid)
+            out.finish_reason = {"type": "abort", "message": message}
+            outputs.append(out)
+        return outputs
 
     def _deliver(self, out: EngineOutput) -> None:
         stream = self._streams.get(out.rid)
@@ -213,15 +221,8 @@ class Engine:
             self.scheduler.check_integrity()
 
     async def shutdown(self) -> None:
+        """Stop the loop; requests still queued or running end with an abort."""
         with self._cv:
             self._stop = True
             self._cv.notify()
         await asyncio.to_thread(self._thread.join)
-        for rid, (loop, q) in list(self._streams.items()):
-            out = EngineOutput(rid=rid, output_ids=[], text="", finished=True,
-                               finish_reason={"type": "abort", "message": "server shutting down"},
-                               prompt_tokens=0, cached_tokens=0, completion_tokens=0)
-            try:
-                loop.call_soon_threadsafe(q.put_nowait, out)
-            except RuntimeError:
-                pass

@@ -117,6 +117,7 @@ class Scheduler:
         self.waiting.insert(0, r)
 
     # -- one step -----------------------------------------------------------------------------
+    @torch.inference_mode()
     def step(self) -> list[EngineOutput]:
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
