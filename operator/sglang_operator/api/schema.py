@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 _KEEP = {
     "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
@@ -36,7 +36,7 @@ class _WithFactoryDefaults(GenerateJsonSchema):
             return super().get_default_value(schema)
         value = factory()
         if value == []:
-            return super().get_default_value({})  # NoDefault
+            return NoDefault
         if isinstance(value, BaseModel):
             return _without_empty_lists(value.model_dump(by_alias=True, exclude_none=True, mode="json"))
         return [v.model_dump(by_alias=True, exclude_none=True, mode="json") for v in value]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import io
 from contextlib import redirect_stdout
-from typing import Any
+from typing import Any, Literal
 
+import pytest
 import yaml
 
 from sglang_operator.api import SGLangDeployment, parse_spec
 from sglang_operator.api.base import ApiModel
 from sglang_operator.api.crd import build_crd, main, render_crd_yaml
+from sglang_operator.api.schema import structural_schema
 from tests.unit.operator.cases import REPO, drop_empty_lists
 
 COMMITTED = REPO / "crds" / "sglangdeployments.sglangfleet.dev.yaml"
@@ -133,3 +135,24 @@ def test_crd_yaml_has_no_anchors():
     text = COMMITTED.read_text()
     assert "&id" not in text and "*id" not in text
     assert yaml.safe_load(text)["metadata"]["name"] == "sglangdeployments.sglangfleet.dev"
+
+
+def test_converter_refuses_what_kubernetes_cannot_express():
+    class Union(ApiModel):
+        x: int | str  # a union without x-kubernetes-int-or-string
+
+    with pytest.raises(ValueError, match="unions other than int-or-string"):
+        structural_schema(Union)
+
+    class Fine(ApiModel):
+        """Doc."""
+
+        mode: Literal["only"] = "only"
+        """Single-value literal."""
+        ratio: float | None = None
+        """Optional number."""
+
+    schema = structural_schema(Fine)
+    assert schema["properties"]["mode"] == {"description": "Single-value literal.", "type": "string", "enum": ["only"], "default": "only"}
+    assert schema["properties"]["ratio"] == {"description": "Optional number.", "type": "number"}
+    assert "additionalProperties" not in schema and schema["description"] == "Doc."
