@@ -9,6 +9,8 @@ MAX_WAIT_ROUNDS = 64
 # A waiting request sharing at least this many uncached tokens with one already being prefilled
 # waits a round: next round that prefix is in the cache (SGLang's in-batch prefix deprioritizing).
 IN_BATCH_PREFIX_MIN = 32
+# Beyond this many waiting requests lpm degrades to fcfs (ordering needs a match per request).
+LPM_MAX_QUEUE = 128
 # Share of its remaining max_new_tokens a running request is expected to still need. Admission
 # keeps that much KV free for running requests; underestimates are fixed by retraction. As in
 # SGLang the ratio starts cautious, decays while nothing gets retracted, and resets on retraction.

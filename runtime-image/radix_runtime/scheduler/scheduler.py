@@ -121,6 +121,11 @@ class Scheduler:
     def step(self) -> list[EngineOutput]:
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
+        while not plan and len(self.running) > 1:
+            # chunked prefills holding KV starve each other: retract until one can go on (a
+            # request alone always fits, the engine rejects any that would not)
+            self._retract(policy.retract_order(self.running)[0])
+            retracted = self._schedule_running(plan) or True
         if retracted:
             self.new_token_ratio = self.init_new_token_ratio
         else:
@@ -160,17 +165,20 @@ class Scheduler:
         budget = self._budget_left
         if not self.waiting or budget <= 0:
             return
-        lpm = self.cfg.schedule_policy == "lpm" and self.use_cache
+        # matching every waiting request each round costs O(queue x prompt): past a long queue
+        # lpm falls back to arrival order, as SGLang does
+        lpm = self.cfg.schedule_policy == "lpm" and self.use_cache and len(self.waiting) <= policy.LPM_MAX_QUEUE
         if lpm:
             for r in self.waiting:
                 r.match_len = self.tree.match_prefix(r.fill_ids[:r.match_limit()])[0].numel()
+        defer_shared = self.cfg.schedule_policy == "lpm" and self.use_cache
         in_batch = RadixTree()  # prompts being prefilled this round
         for r, n in plan:
             if r.kv_len < len(r.input_ids):
                 in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
         ratio = self.new_token_ratio
         reserved = policy.reserved_tokens(self.running, ratio)
-        for r in policy.order_queue(self.waiting, self.cfg.schedule_policy if self.use_cache else "fcfs"):
+        for r in policy.order_queue(self.waiting, "lpm" if lpm else "fcfs"):
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
             if self.use_cache:
@@ -178,7 +186,7 @@ class Scheduler:
             else:
                 slots, node = r.kv_slots[:0], None
             prefix = slots.numel()
-            if lpm and r.wait_steps < policy.MAX_WAIT_ROUNDS:
+            if defer_shared and r.wait_steps < policy.MAX_WAIT_ROUNDS:
                 shared = in_batch.match_prefix(r.fill_ids)[0].numel()
                 if shared - prefix >= policy.IN_BATCH_PREFIX_MIN:
                     continue

@@ -34,7 +34,7 @@ def test_single_requests_match_hf(arch, tiny_dirs, hf_models):
         shutdown(engine)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
 def test_32_concurrent_shared_prefixes_match_hf(arch, tiny_dirs, hf_models):
     rng = random.Random(7)
     engine = make_engine(tiny_dirs[arch], max_total_tokens=8192, chunked_prefill_size=256)
