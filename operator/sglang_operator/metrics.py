@@ -1,0 +1,24 @@
+"""Prometheus metrics of the operator itself (served by `sglang-operator run --metrics-port`).
+
+`kind` is the kind of object whose event started a reconcile (SGLangDeployment, LeaderWorkerSet,
+Service, PodDisruptionBudget) or `Resync` for the periodic timer: it tells drift repair and status
+tracking apart from spec changes.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter("sglang_operator_reconciles", "Reconcile passes by triggering kind and result",
+                     ["kind", "result"])
+ERRORS = Counter("sglang_operator_reconcile_errors", "Reconcile passes that did not converge, by kind and reason",
+                 ["kind", "reason"])
+DURATION = Histogram("sglang_operator_reconcile_duration_seconds", "Duration of reconcile passes by triggering kind",
+                     ["kind"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WRITES = Counter("sglang_operator_api_writes", "Writes to the Kubernetes API by kind of object and action",
+                 ["kind", "action"])
+LEADER = Gauge("sglang_operator_leader", "1 while this replica holds the leader Lease (or runs without election)")
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Start the /metrics endpoint in a daemon thread."""
+    start_http_server(port, addr=addr)

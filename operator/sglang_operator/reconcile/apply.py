@@ -1,0 +1,110 @@
+"""Idempotent apply of the rendered children.
+
+Why server-side apply (SSA) with one field manager ("sglang-operator") and force:
+- The API server merges per field and records who owns what. Fields other actors set (defaults,
+  the LWS controller, a human's extra label) stay theirs; fields we set are put back when edited
+  (that is the drift repair), and a field we stop sending is removed because we owned it.
+- Leaving a field out is how we hand it to someone else: with autoscaling on, the autoscaler owns
+  LWS `spec.replicas` and we simply do not send it (`omit=`), instead of racing it with patches.
+- Creation and update are the same request, so an interrupted reconcile (operator killed between
+  two writes) cannot duplicate anything on retry: names are fixed and apply is idempotent.
+
+SSA alone is already a no-op on the server when nothing changed (resourceVersion stays), but it is
+still a request. We skip even that: `diff.in_sync` compares the live object with what we would
+send, so steady state costs reads only (and those only on events or the resync timer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from kubernetes.client.exceptions import ApiException
+
+from ..render.owner import with_owner
+from .diff import FINGERPRINT, drifted_fields, in_sync, with_fingerprint, without_fields
+from .kube import Kube, Ref, api_error_summary, transient
+
+CREATED, UPDATED, REPAIRED = "created", "updated", "repaired"
+
+
+@dataclass(frozen=True)
+class Change:
+    ref: Ref
+    action: str
+    fields: tuple[str, ...] = ()  # paths that had drifted (names only: values may be secret)
+    replicas_before: int | None = None
+    replicas_after: int | None = None
+
+
+class ChildConflict(Exception):
+    """An object with our child's name is controlled by something else; we do not take it over."""
+
+
+class ApplyRejected(Exception):
+    """The API server refused a child for a reason retrying alone will not fix (400, 403, 422, ...)."""
+
+    def __init__(self, ref: Ref, err: ApiException):
+        super().__init__(f"the API server rejected {ref}: {api_error_summary(err)}")
+        self.ref, self.status = ref, err.status
+
+
+@dataclass
+class Result:
+    changes: list[Change] = field(default_factory=list)
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> object after apply
+
+
+def desired_children(rendered: Iterable[Mapping[str, Any]], owner_meta: Mapping[str, Any],
+                     omit: Mapping[str, Iterable[str]] | None = None) -> list[dict[str, Any]]:
+    """Rendered objects, owned by the SGLangDeployment, minus omitted fields, fingerprinted."""
+    out = []
+    for obj in rendered:
+        obj = without_fields(with_owner(obj, owner_meta), (omit or {}).get(obj["kind"], ()))
+        out.append(with_fingerprint(obj))
+    return out
+
+
+def plan(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str | None:
+    """What applying `desired` over `live` would be: None when nothing would change."""
+    if live is None:
+        return CREATED
+    if in_sync(live, desired):
+        return None
+    have = (live.get("metadata", {}).get("annotations") or {}).get(FINGERPRINT)
+    return REPAIRED if have == desired["metadata"]["annotations"][FINGERPRINT] else UPDATED
+
+
+def foreign_controller(live: Mapping[str, Any], owner_uid: str) -> Mapping[str, Any] | None:
+    for ref in live.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid") != owner_uid:
+            return ref
+    return None
+
+
+def _replicas(obj: Mapping[str, Any] | None) -> int | None:
+    return (obj or {}).get("spec", {}).get("replicas") if obj and obj.get("kind") == "LeaderWorkerSet" else None
+
+
+def apply_children(kube: Kube, desired: list[dict[str, Any]], owner_uid: str) -> Result:
+    """Apply in order (the LeaderWorkerSet first: if its CRD is missing nothing else is written)."""
+    result = Result()
+    for obj in desired:
+        ref = Ref.of(obj)
+        live = kube.get(ref)
+        if live is not None and (other := foreign_controller(live, owner_uid)):
+            raise ChildConflict(f"{ref} already exists and is controlled by {other.get('kind')} "
+                                f"{other.get('name')}; rename or delete it")
+        action = plan(obj, live)
+        if action is None:
+            result.live[ref.kind] = live
+            continue
+        try:
+            after = kube.apply(obj)
+        except ApiException as e:
+            if transient(e):
+                raise
+            raise ApplyRejected(ref, e) from None
+        fields = tuple(drifted_fields(live, obj)) if action == REPAIRED else ()
+        result.changes.append(Change(ref, action, fields, _replicas(live), _replicas(after)))
+        result.live[ref.kind] = after
+    return result

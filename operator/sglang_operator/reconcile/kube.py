@@ -1,0 +1,149 @@
+"""The few Kubernetes API calls the controller makes, as plain dicts over the official client.
+
+Raw REST (GET, server-side apply PATCH) instead of typed models: the objects come from the renderer
+as dicts and are compared as dicts, and one code path serves built-in kinds and the LWS CRD alike.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..api.names import GROUP, PLURAL, VERSION
+
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
+LWS_CRD = f"{LWS_PLURAL}.{LWS_GROUP}"
+
+# apiVersion/kind -> plural, for the kinds we own (no discovery round trips needed).
+PLURALS = {
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): LWS_PLURAL,
+    ("v1", "Service"): "services",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    (f"{GROUP}/{VERSION}", "SGLangDeployment"): PLURAL,
+}
+
+
+class ResourceTypeMissing(Exception):
+    """The API server does not serve this kind at all (its CRD is not installed)."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> "Ref":
+        m = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], m["namespace"], m["name"])
+
+    @property
+    def collection(self) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        return f"{prefix}/namespaces/{self.namespace}/{PLURALS[(self.api_version, self.kind)]}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.collection}/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def sgld_ref(namespace: str, name: str) -> Ref:
+    return Ref(f"{GROUP}/{VERSION}", "SGLangDeployment", namespace, name)
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials (the pod's ServiceAccount), else the kubeconfig ($KUBECONFIG or
+    ~/.kube/config): the same order as kopf.login_via_client, which handlers.py uses for kopf."""
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)
+    api = client.ApiClient(cfg)
+    api.user_agent = "sglang-operator"
+    return api
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, field_manager: str, timeout: float = 10):
+        self.api, self.field_manager, self.timeout = api, field_manager, timeout
+
+    def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+                body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        m, url, headers, body, _ = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
+        resp = self.api.call_api(m, url, header_params=headers, body=body, _request_timeout=self.timeout)
+        resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(http_resp=resp)
+        return json.loads(resp.data) if resp.data else None
+
+    def _missing_type(self, err: ApiException, ref: Ref) -> bool:
+        # An unknown object answers a Status naming it; an unserved kind answers "404 page not found".
+        if err.status != 404:
+            return False
+        try:
+            details = json.loads(err.body or "").get("details") or {}
+        except ValueError:
+            details = {}
+        if details.get("name"):
+            return False
+        try:
+            self.request("GET", "/api/v1" if ref.api_version == "v1" else f"/apis/{ref.api_version}")
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", ref.path)
+        except ApiException as e:
+            if self._missing_type(e, ref):
+                raise ResourceTypeMissing(ref.kind) from None
+            if e.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: Mapping[str, Any], *, subresource: str = "") -> dict[str, Any]:
+        """Server-side apply as our field manager. force: we are the controller of these objects and
+        take back fields someone changed by hand (that is the drift repair)."""
+        ref = Ref.of(obj)
+        query = [("fieldManager", self.field_manager), ("force", "true")]
+        try:
+            return self.request("PATCH", ref.path + (f"/{subresource}" if subresource else ""), query=query,
+                                body=obj, content_type="application/apply-patch+yaml")
+        except ApiException as e:
+            if self._missing_type(e, ref):
+                raise ResourceTypeMissing(ref.kind) from None
+            raise
+
+
+def api_error_summary(err: ApiException) -> str:
+    """The API server's message (field errors included), never the request body we sent."""
+    try:
+        return json.loads(err.body or "").get("message") or f"HTTP {err.status}"
+    except ValueError:
+        return f"HTTP {err.status} {err.reason or ''}".strip()
+
+
+def transient(err: ApiException) -> bool:
+    """Worth retrying as is: no answer, server-side trouble, throttling, a write conflict."""
+    return not err.status or err.status >= 500 or err.status in (409, 429)
+
+
+def describe(err: BaseException) -> str:
+    """One line for logs and retry messages: the server's message, never request or response bodies."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status}: {api_error_summary(err)}"
+    return f"{type(err).__name__}: {str(err)[:200]}"

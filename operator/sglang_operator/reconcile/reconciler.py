@@ -1,0 +1,135 @@
+"""One reconcile pass: read the SGLangDeployment, render, apply what differs, write status, emit
+events. Every trigger (the object's own events, its children's events, the resync timer) ends here,
+so there is one code path to reason about. Passes for the same object are serialised."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from kubernetes.client.exceptions import ApiException
+
+from ..api.names import API_VERSION, KIND
+from ..api.validate import InvalidSpec, parse_spec
+from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
+from ..render import endpoint, render_all
+from ..render.labels import lws_name
+from ..render.lws import LWS_API_VERSION, LWS_KIND
+from . import events as ev
+from .apply import ApplyRejected, Change, ChildConflict, apply_children, desired_children
+from .kube import LWS_CRD, Kube, Ref, ResourceTypeMissing, sgld_ref
+from .status import DEGRADED, Observed, Problem, changed, compute_status, condition, now
+
+log = logging.getLogger("sglang_operator.reconcile")
+
+LWS_MISSING = Problem(
+    "LeaderWorkerSetMissing",
+    f"The LeaderWorkerSet API ({LWS_CRD}) is not installed in this cluster. Install LeaderWorkerSet "
+    "(https://lws.sigs.k8s.io/docs/installation/); the operator retries with backoff and creates the "
+    "groups once the API is served.",
+)
+
+
+@dataclass
+class Outcome:
+    problem: Problem | None = None
+    changes: list[Change] = field(default_factory=list)
+    status_written: bool = False
+    skipped: bool = False  # the object is gone or being deleted
+
+
+def invalid_spec(err: InvalidSpec) -> Problem:
+    return Problem("InvalidSpec", f"The spec cannot be rendered: {err}. Fix the spec; the running "
+                                  "groups were left unchanged.", retry=False)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, *, post: Callable[[Mapping[str, Any], ev.Event], None] | None = None,
+                 omit: Mapping[str, Iterable[str]] | None = None, clock: Callable = now):
+        self.kube, self.post, self.omit, self.clock = kube, post, omit or {}, clock
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._locks.pop((namespace, name), None)
+
+    def reconcile(self, namespace: str, name: str, *, trigger: str) -> Outcome:
+        t0 = time.monotonic()
+        try:
+            with self._lock((namespace, name)):
+                out = self._reconcile(namespace, name)
+        except Exception as e:
+            RECONCILES.labels(trigger, "error").inc()
+            ERRORS.labels(trigger, type(e).__name__).inc()
+            raise
+        finally:
+            DURATION.labels(trigger).observe(time.monotonic() - t0)
+        RECONCILES.labels(trigger, "success" if out.problem is None else "error").inc()
+        if out.problem is not None:
+            ERRORS.labels(trigger, out.problem.reason).inc()
+        return out
+
+    def _reconcile(self, namespace: str, name: str) -> Outcome:
+        parent = self.kube.get(sgld_ref(namespace, name))
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return Outcome(skipped=True)  # garbage collection removes the children
+        meta, stored = parent["metadata"], parent.get("status") or {}
+        out = Outcome()
+        lws: Mapping[str, Any] | None = None
+        desired_replicas = url = None
+        try:
+            spec = parse_spec(parent.get("spec") or {})
+            rendered = render_all(name, namespace, spec)  # everything is rendered before anything is written
+            url = endpoint(name, namespace, spec)
+        except InvalidSpec as e:
+            out.problem = invalid_spec(e)
+        if out.problem is None:
+            desired = desired_children(rendered, meta, self.omit)
+            desired_replicas = next((o["spec"].get("replicas") for o in desired if o["kind"] == LWS_KIND), None)
+            try:
+                result = apply_children(self.kube, desired, meta["uid"])
+                out.changes = result.changes
+                lws = result.live.get(LWS_KIND)
+            except ResourceTypeMissing:
+                out.problem = LWS_MISSING
+            except ChildConflict as e:
+                out.problem = Problem("ChildConflict", str(e))
+            except ApplyRejected as e:
+                out.problem = Problem("ApplyFailed", f"{e}. Fix the spec or the cluster policy; retrying with backoff.")
+            for c in out.changes:
+                WRITES.labels(c.ref.kind, c.action).inc()
+                log.info("%s %s", c.action, c.ref, extra={"fields": list(c.fields)} if c.fields else None)
+        if lws is None and out.problem is not None and out.problem is not LWS_MISSING:
+            lws = self._get_lws(namespace, name)  # report the groups that still run
+        if desired_replicas is None and lws is not None:
+            desired_replicas = lws.get("spec", {}).get("replicas")
+        observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem)
+        status = compute_status(observed, stored, self.clock())
+        if changed(stored, status):
+            self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,
+                             "metadata": {"name": name, "namespace": namespace}, "status": status},
+                            subresource="status")
+            WRITES.labels(KIND, "status").inc()
+            out.status_written = True
+        self._emit(parent, ev.for_changes(out.changes, reconciled_before="observedGeneration" in stored)
+                   + ev.for_degraded(condition(stored, DEGRADED), condition(status, DEGRADED) or {}))
+        return out
+
+    def _get_lws(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            return self.kube.get(Ref(LWS_API_VERSION, LWS_KIND, namespace, lws_name(name)))
+        except (ResourceTypeMissing, ApiException):
+            return None
+
+    def _emit(self, parent: Mapping[str, Any], events: list[ev.Event]) -> None:
+        for e in events:
+            log.log(logging.WARNING if e.type == ev.WARNING else logging.INFO, "event %s: %s", e.reason, e.message)
+            if self.post is not None:
+                self.post(parent, e)
