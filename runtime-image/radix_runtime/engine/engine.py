@@ -47,6 +47,11 @@ def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> 
     return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
 
 
+def _put_all(items) -> None:
+    for q, out in items:
+        q.put_nowait(out)
+
+
 class Engine:
     is_generation = True
 
@@ -63,7 +68,7 @@ class Engine:
         hf_config = read_json(os.path.join(config.model_path, "config.json"))
         self.dtype = resolve_dtype(config.dtype, hf_config, self.device)
         torch.manual_seed(config.random_seed)
-        model, self.hf_config = load_model(config.model_path, self.dtype, self.device)
+        model, self.hf_config = load_model(config.model_path, self.dtype, self.device, config.context_length)
         self.context_length = config.context_length or model.args.max_position_embeddings
         self.eos_token_ids = eos_token_ids(config.model_path, self.hf_config)
         if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:
@@ -122,8 +127,7 @@ class Engine:
                         traceback.print_exc()
                         outputs += self._abort_all(f"engine error: {type(e).__name__}: {e}")
             self.last_step_time = time.monotonic()
-            for out in outputs:
-                self._deliver(out)
+            self._deliver(outputs)
             if stopping:
                 return
 
@@ -135,15 +139,18 @@ class Engine:
             outputs.append(out)
         return outputs
 
-    def _deliver(self, out: EngineOutput) -> None:
-        stream = self._streams.get(out.rid)
-        if stream is None:
-            return
-        loop, q = stream
-        try:
-            loop.call_soon_threadsafe(q.put_nowait, out)
-        except RuntimeError:  # the caller's loop is closed
-            pass
+    def _deliver(self, outputs: list[EngineOutput]) -> None:
+        """One wake-up per event loop per step, not one per output."""
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for out in outputs:
+            stream = self._streams.get(out.rid)
+            if stream is not None:
+                by_loop.setdefault(stream[0], []).append((stream[1], out))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # the caller's loop is closed
+                pass
 
     # -- the Engine protocol --------------------------------------------------------------------
     def _validate(self, req: EngineRequest) -> None:

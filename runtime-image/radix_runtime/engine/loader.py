@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..layers.rotary import RotaryEmbedding
 from ..models.llama import ARCHITECTURES, ModelArgs
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -61,20 +62,25 @@ def _default_loader(param, loaded, shard_id=None):
     param.data.copy_(loaded)
 
 
-def load_model(model_path: str, dtype: torch.dtype, device: torch.device):
+def load_model(model_path: str, dtype: torch.dtype, device: torch.device,
+               context_length: int | None = None):
     from safetensors import safe_open
 
     hf_config = read_json(os.path.join(model_path, "config.json"))
     if not hf_config:
         raise FileNotFoundError(f"{model_path}/config.json not found")
-    args = ModelArgs(hf_config)
+    args = ModelArgs(hf_config, context_length)
     cls = ARCHITECTURES.get(args.arch)
     if cls is None:
         raise ValueError(f"unsupported architecture {args.arch!r} (have {sorted(ARCHITECTURES)})")
-    with torch.device(device):
+    # build on the meta device and allocate once in the target dtype (no float32 copy of a
+    # large model on the way); every parameter is then filled from the checkpoint
+    with torch.device("meta"):
         model = cls(args)
-    model.to(dtype)
-    model.eval()
+    model = model.to(dtype).to_empty(device=device).eval()
+    for m in model.modules():
+        if isinstance(m, RotaryEmbedding):
+            m.to_device(device)
     params = dict(model.named_parameters())
     loaded: set[str] = set()
     files = _weight_files(model_path)

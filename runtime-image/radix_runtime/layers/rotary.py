@@ -9,7 +9,7 @@ from torch import nn
 
 
 def _default(dim: int, base: float) -> torch.Tensor:
-    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim))
 
 
 def _llama3(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
@@ -48,8 +48,8 @@ def _yarn(dim: int, base: float, s: dict, max_pos: int) -> tuple[torch.Tensor, f
     lo, hi = max(lo, 0), min(hi, dim - 1)
     if lo == hi:
         hi += 0.001
-    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - lo) / (hi - lo), 0, 1)
-    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - lo) / (hi - lo), 0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2, device="cpu").float() / dim)
     extra = 1 - ramp
     inv = (1.0 / (factor * pos_freqs)) * (1 - extra) + (1.0 / pos_freqs) * extra
     return inv, float(attn)
@@ -83,15 +83,20 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for all positions up to max_pos, indexed by each token's position."""
 
-    def __init__(self, head_dim: int, max_pos: int, base: float, scaling: dict | None):
+    def __init__(self, head_dim: int, max_pos: int, base: float, scaling: dict | None,
+                 table_len: int | None = None):
         super().__init__()
         inv_freq, attn_scale = rope_inv_freq(head_dim, base, scaling, max_pos)
-        t = torch.arange(max_pos, dtype=torch.float32)
+        # computed on the CPU in float32 whatever device/dtype the model is built under
+        t = torch.arange(table_len or max_pos, dtype=torch.float32, device="cpu")
         freqs = torch.outer(t, inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         # plain attributes, not buffers: model.to(bfloat16) must not round the tables
         self.cos = emb.cos() * attn_scale
         self.sin = emb.sin() * attn_scale
+
+    def to_device(self, device) -> None:
+        self.cos, self.sin = self.cos.to(device), self.sin.to(device)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
         # q: [T, H, D], k: [T, KVH, D]

@@ -20,7 +20,7 @@ from ..layers.rotary import RotaryEmbedding
 class ModelArgs:
     """The config.json fields the decoder reads, with the defaults of HF's Llama config."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, context_length: int | None = None):
         self.arch = (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
         self.model_type = cfg.get("model_type", "llama")
         self.vocab_size = cfg["vocab_size"]
@@ -34,6 +34,8 @@ class ModelArgs:
         self.rope_theta = cfg.get("rope_theta", 10000.0)
         self.rope_scaling = cfg.get("rope_scaling")
         self.max_position_embeddings = cfg.get("max_position_embeddings", 4096)
+        # --context-length may exceed the trained length (a user's choice, as in SGLang)
+        self.rope_table_len = max(self.max_position_embeddings, context_length or 0)
         self.tie_word_embeddings = cfg.get("tie_word_embeddings", False)
         is_qwen2 = self.model_type == "qwen2" or self.arch.startswith("Qwen2")
         self.attention_bias = cfg.get("attention_bias", False) or is_qwen2
@@ -96,7 +98,8 @@ class DecoderLayer(nn.Module):
 class LlamaModel(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
-        rotary = RotaryEmbedding(a.head_dim, a.max_position_embeddings, a.rope_theta, a.rope_scaling)
+        rotary = RotaryEmbedding(a.head_dim, a.max_position_embeddings, a.rope_theta, a.rope_scaling,
+                                 a.rope_table_len)
         self.embed_tokens = VocabParallelEmbedding(a.vocab_size, a.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(a, i, rotary) for i in range(a.num_layers))
         self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
