@@ -2,12 +2,15 @@
 
 `TorchPagedAttention` is the reference backend: it writes the new K/V into the pool, then reads each
 sequence's context back through its slot list. Decode tokens of all sequences go through one
-batched, masked matmul; extend (prefill) sequences each run one causal attention. A fast GPU
-backend (FlashInfer / Triton paged kernels) plugs in with the same `forward` signature.
+batched, masked, grouped-query matmul (K/V are not expanded per head); extend (prefill) sequences
+each run torch's scaled_dot_product_attention (flash / memory-efficient kernels on GPU, so long
+prompts never materialize a full score matrix). A fast paged GPU backend (FlashInfer / Triton
+kernels reading the pool directly) plugs in with the same `forward` signature.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..cache.kv_pool import KVPool
 from ..engine.forward_batch import ForwardBatch
@@ -43,12 +46,21 @@ class TorchPagedAttention:
             ks, vs = kbuf[fb.decode_table], vbuf[fb.decode_table]  # [B, L, KVH, D]
             out[:nd] = _grouped_attention(q[:nd, None], ks, vs, fb.decode_mask[:, None], self.scale)[:, 0]
         for s in fb.extends:
-            kv_len = s.kv_slots.numel()
-            qs = q[s.q_start:s.q_start + s.q_len]
-            # query i sits at position kv_len - q_len + i and sees keys up to there
-            qpos = torch.arange(kv_len - s.q_len, kv_len, device=q.device)
-            mask = torch.arange(kv_len, device=q.device)[None, :] <= qpos[:, None]
-            o = _grouped_attention(qs[None], kbuf[s.kv_slots][None], vbuf[s.kv_slots][None],
-                                   mask[None], self.scale)
-            out[s.q_start:s.q_start + s.q_len] = o[0]
+            out[s.q_start:s.q_start + s.q_len] = self._extend(q[s.q_start:s.q_start + s.q_len],
+                                                              kbuf[s.kv_slots], vbuf[s.kv_slots])
         return out
+
+    def _extend(self, q, k, v):
+        """q [Lq, H, D] are the last Lq of Lk positions; k, v [Lk, KVH, D]."""
+        lq, h, _ = q.shape
+        lk, kvh = k.shape[0], k.shape[1]
+        if kvh != h:
+            k, v = k.repeat_interleave(h // kvh, dim=1), v.repeat_interleave(h // kvh, dim=1)
+        q, k, v = q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]
+        if lq == lk:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        else:  # a cached prefix: query i sits at position lk - lq + i and sees keys up to there
+            qpos = torch.arange(lk - lq, lk, device=q.device)
+            mask = torch.arange(lk, device=q.device)[None, :] <= qpos[:, None]
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return o[0].transpose(0, 1)
