@@ -175,12 +175,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     sent_tokens: dict[int, int] = {}
 
     def chunk(i: int, out: EngineOutput):
-        text = deltas.next(i, out.text)
-        if i not in sent_tokens:
-            text = echo[i // n] + text
+        first = i not in sent_tokens
+        text = (echo[i // n] if first else "") + deltas.next(i, out.text)
         start = sent_tokens.get(i, 0)
         sent_tokens[i] = len(out.output_token_logprobs or [])
-        if text or out.finished or start == 0:
+        if text or out.finished or first:
             yield {**_envelope("text_completion", rid, model, created),
                    "choices": [choice(i, out, text, start)]}
 
