@@ -59,8 +59,9 @@ class EngineOutput:
     prompt_tokens: int
     cached_tokens: int  # prompt tokens served from the radix cache
     completion_tokens: int
-    # [(logprob, token_id), ...] when return_logprob
-    input_token_logprobs: list[tuple[float, int]] | None = None
+    # [(logprob, token_id), ...] when return_logprob; input entries start at logprob_start_len
+    # (-1: none), and the prompt's first token has no logprob: (None, id), as SGLang reports it
+    input_token_logprobs: list[tuple[float | None, int]] | None = None
     output_token_logprobs: list[tuple[float, int]] | None = None
     # per output position: [(logprob, token_id), ...] of the top_logprobs_num best
     output_top_logprobs: list[list[tuple[float, int]]] | None = None
