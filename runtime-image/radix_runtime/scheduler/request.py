@@ -81,7 +81,8 @@ class Req:
         logits (or the embedding), and input logprobs need their positions computed."""
         limit = self.fill_len - 1
         if self.return_logprob and self.logprob_start_len >= 0 and not self.output_ids:
-            limit = min(limit, self.logprob_start_len)
+            # token s's logprob comes from the logits at position s - 1
+            limit = min(limit, max(self.logprob_start_len - 1, 0))
         return max(limit, 0)
 
     def max_future_tokens(self) -> int:

@@ -92,6 +92,12 @@ def test_logprobs_match_hf(engine, hf_models):
     for k, (lp, t) in enumerate(out.input_token_logprobs[1:], start=1):
         assert t == ids[k] and abs(lp - prompt_lp[k - 1, t].item()) < 1e-4
     assert len(out.input_token_logprobs) == len(ids)
+    # from position 3 on, with the prompt already cached: still computed where needed
+    part = _run(engine, "lp3", ids, greedy(2), return_logprob=True, logprob_start_len=3)
+    assert [t for _, t in part.input_token_logprobs] == ids[3:]
+    for k, (lp, t) in enumerate(part.input_token_logprobs, start=3):
+        assert abs(lp - prompt_lp[k - 1, t].item()) < 1e-4
+    assert part.output_token_logprobs[0][1] == out.output_ids[0] and part.output_top_logprobs is None
 
 
 def test_embedding_matches_hf_last_hidden_state(engine, hf_models):
