@@ -98,7 +98,7 @@ def test_prefix_hits_and_canonical_slots():
     assert finals["second"].output_ids == expected(base + [9, 9], 3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     data=st.data(),
     pool_size=st.integers(60, 300),
