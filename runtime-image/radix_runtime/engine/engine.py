@@ -7,6 +7,7 @@ Build one with `await Engine.create(config)` (loads in a worker thread) or `Engi
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -24,7 +25,9 @@ from .model_runner import ModelRunner
 from .protocol import (EngineConfig, EngineOutput, EngineRequest, EngineStats, InvalidRequestError,
                        QueueFullError)
 
+log = logging.getLogger("radix_runtime.engine")
 _CPU_KV_BYTES = 2 << 30  # default KV budget on CPU
+_LOG_EVERY_S = 10.0  # a throughput line this often while busy
 _CPU_KV_TOKENS = 65536
 
 
@@ -87,7 +90,8 @@ class Engine:
         self._aborts: list[str] = []
         self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._stop = False
-        self.last_step_time = time.monotonic()
+        self.last_step_time = self._last_log = time.monotonic()
+        self._last_gen = 0
         self._thread = threading.Thread(target=self._loop, name="radix-engine", daemon=True)
         self._thread.start()
 
@@ -128,8 +132,23 @@ class Engine:
                         outputs += self._abort_all(f"engine error: {type(e).__name__}: {e}")
             self.last_step_time = time.monotonic()
             self._deliver(outputs)
+            self._maybe_log()
             if stopping:
                 return
+
+    def _maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < _LOG_EVERY_S:
+            return
+        st = self.stats()
+        gen = st.generation_tokens_total - self._last_gen
+        if gen or st.num_running_reqs or st.num_waiting_reqs:
+            hit = st.cached_tokens_total / max(st.prompt_tokens_total, 1)
+            log.info("running %d, waiting %d, gen %.1f tok/s, KV used %.1f%% (cache %.1f%%), "
+                     "hit rate %.1f%%, retractions %d", st.num_running_reqs, st.num_waiting_reqs,
+                     gen / (now - self._last_log), 100 * st.token_usage, 100 * st.cache_usage,
+                     100 * hit, st.num_retractions_total)
+        self._last_log, self._last_gen = now, st.generation_tokens_total
 
     def _abort_all(self, message: str) -> list[EngineOutput]:
         outputs = []
