@@ -74,9 +74,10 @@ def sample(logits: torch.Tensor, rows: list[SampleRow], generator: torch.Generat
     keep &= probs_sorted >= min_p[:, None] * probs_sorted[:, :1]
     probs_sorted = probs_sorted * keep
     cdf = probs_sorted.cumsum(-1)
-    u = torch.empty(len(sub))
+    u = torch.rand(len(sub), generator=generator)  # one draw for all unseeded rows
     for j, r in enumerate(sub):
-        u[j] = torch.rand(1, generator=r.generator or generator).item()
+        if r.generator is not None:
+            u[j] = torch.rand(1, generator=r.generator).item()
     u = u.to(dev) * cdf[:, -1]
     pick = torch.searchsorted(cdf, u[:, None]).clamp_(max=vocab - 1)
     out[idx] = order.gather(1, pick).flatten().cpu()
