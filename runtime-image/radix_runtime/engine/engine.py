@@ -20,15 +20,14 @@ from ..cache.kv_pool import KVPool
 from ..scheduler.request import Req
 from ..scheduler.scheduler import Scheduler
 from ..tokenizer import Tokenizer
-from .loader import eos_token_ids, load_model, resolve_dtype
+from .loader import eos_token_ids, load_model, read_json, resolve_dtype
 from .model_runner import ModelRunner
 from .protocol import (EngineConfig, EngineOutput, EngineRequest, EngineStats, InvalidRequestError,
                        QueueFullError)
 
 log = logging.getLogger("radix_runtime.engine")
-_CPU_KV_BYTES = 2 << 30  # default KV budget on CPU
+_CPU_KV_BYTES, _CPU_KV_TOKENS = 2 << 30, 65536  # default KV pool on CPU: whichever is smaller
 _LOG_EVERY_S = 10.0  # a throughput line this often while busy
-_CPU_KV_TOKENS = 65536
 
 
 def _device(name: str) -> torch.device:
@@ -67,7 +66,6 @@ class Engine:
             raise ValueError("tensor/pipeline parallelism is not implemented yet")
         self.model_path = config.model_path
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
-        from .loader import read_json
         hf_config = read_json(os.path.join(config.model_path, "config.json"))
         self.dtype = resolve_dtype(config.dtype, hf_config, self.device)
         torch.manual_seed(config.random_seed)
