@@ -36,31 +36,39 @@ class TorchPagedAttention:
         self.scale = scale
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
-                fb: ForwardBatch) -> torch.Tensor:
-        # q: [T, H, D]; k, v: [T, KVH, D] for the new tokens
+                fb: ForwardBatch, window: int | None = None) -> torch.Tensor:
+        """q: [T, H, D]; k, v: [T, KVH, D] for the new tokens. window: sliding-window layers see
+        only the last `window` positions (Mistral style: key j visible to query i if i - j < window)."""
         self.pool.write(layer, fb.out_loc, k, v)
         kbuf, vbuf = self.pool.k[layer], self.pool.v[layer]
         out = torch.empty_like(q)
         nd = fb.num_decode
         if nd:
             ks, vs = kbuf[fb.decode_table], vbuf[fb.decode_table]  # [B, L, KVH, D]
-            out[:nd] = _grouped_attention(q[:nd, None], ks, vs, fb.decode_mask[:, None], self.scale)[:, 0]
+            mask = fb.decode_mask
+            if window is not None:
+                lens = mask.sum(1, keepdim=True)
+                mask = mask & (torch.arange(mask.shape[1], device=mask.device)[None, :] > lens - 1 - window)
+            out[:nd] = _grouped_attention(q[:nd, None], ks, vs, mask[:, None], self.scale)[:, 0]
         for s in fb.extends:
             out[s.q_start:s.q_start + s.q_len] = self._extend(q[s.q_start:s.q_start + s.q_len],
-                                                              kbuf[s.kv_slots], vbuf[s.kv_slots])
+                                                              kbuf[s.kv_slots], vbuf[s.kv_slots], window)
         return out
 
-    def _extend(self, q, k, v):
+    def _extend(self, q, k, v, window: int | None):
         """q [Lq, H, D] are the last Lq of Lk positions; k, v [Lk, KVH, D]."""
         lq, h, _ = q.shape
         lk, kvh = k.shape[0], k.shape[1]
         if kvh != h:
             k, v = k.repeat_interleave(h // kvh, dim=1), v.repeat_interleave(h // kvh, dim=1)
         q, k, v = q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]
-        if lq == lk:
+        if lq == lk and (window is None or lk <= window):
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
-        else:  # a cached prefix: query i sits at position lk - lq + i and sees keys up to there
-            qpos = torch.arange(lk - lq, lk, device=q.device)
-            mask = torch.arange(lk, device=q.device)[None, :] <= qpos[:, None]
+        else:  # query i sits at position lk - lq + i and sees keys up to there (and the window)
+            qpos = torch.arange(lk - lq, lk, device=q.device)[:, None]
+            kpos = torch.arange(lk, device=q.device)[None, :]
+            mask = kpos <= qpos
+            if window is not None:
+                mask &= kpos > qpos - window
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return o[0].transpose(0, 1)

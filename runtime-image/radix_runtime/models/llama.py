@@ -40,15 +40,34 @@ class ModelArgs:
         is_qwen2 = self.model_type == "qwen2" or self.arch.startswith("Qwen2")
         self.attention_bias = cfg.get("attention_bias", False) or is_qwen2
         self.qk_norm = self.model_type == "qwen3" or self.arch.startswith("Qwen3")
+        self.layer_windows = _layer_windows(cfg, self.model_type, self.num_layers)
         act = cfg.get("hidden_act", "silu")
         if act not in ("silu", "swish"):
             raise ValueError(f"unsupported hidden_act {act!r}")
+
+
+def _layer_windows(cfg: dict, model_type: str, num_layers: int) -> list[int | None]:
+    """Sliding-window size per layer (None: full attention), as HF decides it: an explicit
+    `layer_types`, else Mistral's global `sliding_window`, else Qwen's use_sliding_window for the
+    layers from max_window_layers on."""
+    window = cfg.get("sliding_window")
+    if not window:
+        return [None] * num_layers
+    if cfg.get("layer_types"):
+        return [window if t == "sliding_attention" else None for t in cfg["layer_types"]]
+    if model_type == "mistral":
+        return [window] * num_layers
+    if cfg.get("use_sliding_window"):
+        first = cfg.get("max_window_layers", num_layers)
+        return [window if i >= first else None for i in range(num_layers)]
+    return [None] * num_layers
 
 
 class Attention(nn.Module):
     def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding):
         super().__init__()
         self.layer, self.rotary = layer, rotary
+        self.window = a.layer_windows[layer]
         self.h, self.kvh, self.d = a.num_heads, a.num_kv_heads, a.head_dim
         self.qkv_proj = QKVParallelLinear(a.hidden_size, a.head_dim, a.num_heads, a.num_kv_heads, a.attention_bias)
         self.o_proj = RowParallelLinear(a.num_heads * a.head_dim, a.hidden_size)
@@ -66,7 +85,7 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = self.rotary(positions, q, k)
-        o = self.backend.forward(q, k, v, self.layer, fb)
+        o = self.backend.forward(q, k, v, self.layer, fb, self.window)
         return self.o_proj(o.reshape(-1, self.h * self.d))
 
 
