@@ -9,7 +9,7 @@ from contextlib import aclosing
 
 import pytest
 
-from radix_runtime.engine.protocol import EngineRequest
+from radix_runtime.engine.protocol import EngineRequest, SamplingParams
 
 from .helpers import greedy, make_engine, run_all, shutdown
 
@@ -20,7 +20,17 @@ def _requests(seed: int, vocab: int, n: int = 36):
     reqs = []
     for i in range(n):
         prompt = rng.choice(prefixes) + [rng.randrange(5, vocab) for _ in range(rng.randrange(1, 60))]
-        reqs.append(EngineRequest(f"x{seed}-{i}", prompt, greedy(rng.randrange(5, 45), ignore_eos=True)))
+        n_new = rng.randrange(5, 45)
+        kind = rng.choice(["greedy", "greedy", "penalties", "seeded"])
+        if kind == "greedy":
+            params = greedy(n_new, ignore_eos=True)
+        elif kind == "penalties":
+            params = greedy(n_new, ignore_eos=True, repetition_penalty=1.3, frequency_penalty=0.5,
+                            presence_penalty=0.3, logit_bias={7: 2.0})
+        else:  # seeded sampling: the request's own generator makes it batch-independent
+            params = SamplingParams(max_new_tokens=n_new, temperature=0.8, top_p=0.9, top_k=40,
+                                    min_p=0.02, seed=rng.randrange(1000), ignore_eos=True)
+        reqs.append(EngineRequest(f"x{seed}-{i}", prompt, params))
     fate = [rng.choice(["run", "run", "run", "close", "abort"]) for _ in range(n)]
     return reqs, fate
 
