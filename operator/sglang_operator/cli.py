@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--renew-deadline", type=float, default=10)
     r.add_argument("--retry-period", type=float, default=2)
     r.add_argument("--resync-seconds", type=float, default=300, help="safety-net resync of every object")
-    r.add_argument("--watch-timeout", type=float, default=None,
+    r.add_argument("--watch-timeout", type=int, default=None,
                    help="server-side timeout of each watch request, seconds (kopf default: none)")
     r.add_argument("--log-format", choices=["plain", "full", "json"], default="json")
     r.add_argument("--verbose", action="store_true")

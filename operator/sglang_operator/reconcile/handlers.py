@@ -6,6 +6,8 @@ Triggers:
 - its children (LeaderWorkerSet, Service, PodDisruptionBudget), selected by a controller owner
   reference to an SGLangDeployment: an edit or a deletion is repaired within seconds, and LWS status
   changes flow into our status;
+- the LeaderWorkerSet CRD becoming established: objects waiting for it (Degraded, retrying with
+  backoff) are reconciled at once instead of at their next retry;
 - a slow resync timer as a safety net for events missed while the API server was unreachable.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import kopf
 from ..api.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import LEADER
 from . import events as ev
-from .kube import LWS_GROUP, LWS_PLURAL, LWS_VERSION, Kube, describe, load_api_client
+from .kube import LWS_CRD, LWS_GROUP, LWS_PLURAL, LWS_VERSION, Kube, describe, load_api_client
 from .reconciler import Reconciler
 
 FIELD_MANAGER = "sglang-operator"
@@ -101,6 +103,30 @@ def child_changed(body: kopf.Body, meta: kopf.Meta, namespace: str, memo: kopf.M
         memo.reconciler.reconcile(namespace, owner, trigger=body.get("kind", "child"))
     except Exception as e:  # the timer or the next event retries
         logger.warning("reconcile of %s after a %s event failed: %s", owner, body.get("kind"), describe(e))
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def deployments(namespace: str, name: str, **_: Any) -> dict[None, tuple[str, str]]:
+    return {None: (namespace, name)}  # all known SGLangDeployments under one key
+
+
+def _established(body: kopf.Body) -> bool:
+    return any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in body.get("status", {}).get("conditions") or [])
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+               when=lambda name, **_: name == LWS_CRD)
+def lws_crd_changed(body: kopf.Body, type: str | None, deployments: kopf.Index, memo: kopf.Memo,
+                    logger: logging.Logger, **_: Any) -> None:
+    if type is None or not _established(body):  # initial listing: resume handles those objects
+        return
+    for namespace, name in list(deployments.get(None, [])):
+        try:
+            memo.reconciler.reconcile(namespace, name, trigger="CustomResourceDefinition")
+        except Exception as e:
+            logger.warning("reconcile of %s/%s after the LeaderWorkerSet CRD appeared failed: %s",
+                           namespace, name, describe(e))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)

@@ -75,7 +75,7 @@ def conditions(o: Observed) -> list[dict[str, Any]]:
                           f"passes its readiness probe (weights can take minutes to load); inspect: {pods}")
         if p is not None and not p.retry:
             progressing = _cond(PROGRESSING, False, p.reason, "Rollout stopped: " + p.message)
-        elif updated < want and have > 0:
+        elif updated < min(have, want):
             progressing = _cond(PROGRESSING, True, "RollingUpdate",
                                 f"{updated}/{want} groups run the current template.")
         elif have < want:

@@ -33,6 +33,7 @@ def by_type(o: Observed) -> dict[str, tuple[str, str]]:
     (lws(2, 2, 1), {"Ready": ("False", "GroupsNotReady"), "Progressing": ("True", "WaitingForGroups")}),
     (lws(1, 2, 2), {"Ready": ("True", "AllGroupsReady"), "Progressing": ("True", "ScalingDown")}),
     (lws(3, 3, 3, updated=1), {"Ready": ("True", "AllGroupsReady"), "Progressing": ("True", "RollingUpdate")}),
+    (lws(3, 1, 1, updated=1), {"Ready": ("False", "GroupsNotReady"), "Progressing": ("True", "ScalingUp")}),
     (lws(0, 0, 0), {"Ready": ("False", "ScaledToZero"), "Progressing": ("False", "Complete")}),
     (None, {"Ready": ("False", "Creating"), "Progressing": ("True", "Creating"), "Degraded": ("False", "AsExpected")}),
 ])
