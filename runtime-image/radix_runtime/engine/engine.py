@@ -203,6 +203,8 @@ class Engine:
         try:
             while True:
                 out = await q.get()
+                while not q.empty():  # a slow reader gets the latest (cumulative) update only
+                    out = q.get_nowait()
                 finished = out.finished
                 yield out
                 if finished:

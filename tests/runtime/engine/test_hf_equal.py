@@ -13,6 +13,10 @@ from radix_runtime.tiny_model import write_tiny_model
 
 from .helpers import collect, greedy, hf_greedy, make_engine, run_all, shutdown
 
+async def _stream(engine, req):
+    return [out async for out in engine.generate(req)]
+
+
 PROMPTS = ["Hello world", "The quick brown fox", "def fibonacci(n):", "Once upon a time there was",
            "Kubernetes runs containers in pods", "1 2 3 4 5"]
 
@@ -23,11 +27,16 @@ def test_single_requests_match_hf(arch, tiny_dirs, hf_models):
     try:
         for i, p in enumerate(PROMPTS):
             ids = engine.tokenizer.encode(p)
-            out, updates = asyncio.run(collect(engine, EngineRequest(f"{arch}-{i}", ids, greedy(20))))
+            stream = asyncio.run(_stream(engine, EngineRequest(f"{arch}-{i}", ids, greedy(20))))
+            out = stream[-1]
             ref = hf_greedy(hf_models[arch], ids, 20)
             assert out.output_ids == ref, (p, out.output_ids, ref)
             assert out.finished and out.completion_tokens == len(ref) and out.prompt_tokens == len(ids)
-            assert updates == len(ref)  # one streamed update per generated token
+            # streamed updates are cumulative: each extends the one before (a slow reader may
+            # skip some, never the last)
+            assert 1 <= len(stream) <= len(ref) and not any(o.finished for o in stream[:-1])
+            for a, b in zip(stream, stream[1:]):
+                assert b.output_ids[:len(a.output_ids)] == a.output_ids and b.text.startswith(a.text)
             assert out.text == engine.tokenizer.decode(ref) or out.finish_reason["type"] == "stop"
         engine.check_integrity()
     finally:
