@@ -197,3 +197,28 @@ def test_shutdown_aborts_running_requests(tiny_dirs):
 
     asyncio.run(main())
     assert not e._thread.is_alive()
+
+
+def test_a_failing_step_aborts_its_requests_and_the_engine_goes_on(tiny_dirs, capfd):
+    e = make_engine(tiny_dirs["llama"], max_total_tokens=4096)
+    ids = e.tokenizer.encode(PROMPT)
+    real = e.runner.forward
+    calls = {"n": 0}
+
+    def flaky(seqs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-decode
+            raise RuntimeError("simulated device failure")
+        return real(seqs)
+
+    e.runner.forward = flaky
+    try:
+        out = _run(e, "boom", ids, greedy(10, ignore_eos=True))
+        assert out.finish_reason["type"] == "abort" and "simulated device failure" in out.finish_reason["message"]
+        assert "simulated device failure" in capfd.readouterr().err  # the traceback is logged
+        e.check_integrity()
+        again = _run(e, "after", ids, greedy(10, ignore_eos=True))
+        assert again.finish_reason == {"type": "length", "length": 10}
+        e.check_integrity()
+    finally:
+        shutdown(e)
