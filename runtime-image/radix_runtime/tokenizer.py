@@ -92,7 +92,9 @@ class IncrementalDetokenizer:
     def add(self, new_ids: list[int]) -> str:
         self.ids.extend(new_ids)
         window = self.tok.decode(self.ids[self._surr:], self.skip)
-        if window.endswith("\ufffd"):
+        # a UTF-8 character spans at most 4 byte tokens: hold back that long, then accept that
+        # the bytes really are invalid (else the window would grow without bound)
+        if window.endswith("\ufffd") and len(self.ids) - self._read < 4:
             return self.text
         prefix = self.tok.decode(self.ids[self._surr:self._read], self.skip)
         self.text += window[len(prefix):]
