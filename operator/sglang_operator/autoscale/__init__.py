@@ -1,0 +1,2 @@
+"""The built-in autoscaler: scrape each leader's queue gauge, decide the number of groups (a pure
+function with the HPA's shape), write the LeaderWorkerSet's replicas under a field manager of its own."""

@@ -1,0 +1,165 @@
+"""One autoscaler tick for one SGLangDeployment: read, scrape, decide (decide.py), write.
+
+Writes, all as the `sglang-autoscaler` field manager with server-side apply:
+- the LeaderWorkerSet's replicas plus the state annotation, only when either changes, with the
+  resourceVersion it was computed from (a concurrent change makes it a 409: the next tick redoes it);
+- the status fields it owns (desiredReplicas, queueDepth, lastScaleTime, ScalingActive/Limited),
+  only when they change;
+- an Event per scale, with the numbers behind it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Gauge
+
+from ..api.names import API_VERSION, KIND
+from ..api.validate import InvalidSpec, parse_spec
+from ..reconcile.events import NORMAL, Event
+from ..reconcile.kube import Kube, sgld_ref
+from ..render.labels import lws_name
+from . import report
+from .decide import Config, Decision, Observation, decide
+from .handoff import AUTOSCALER_MANAGER, autoscaler_apply, lws_ref, replicas_of
+from .scrape import leader_pod_selector, ready_leaders, scrape
+from .state import state_of
+
+log = logging.getLogger("sglang_operator.autoscaler")
+
+QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
+              "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "name"])
+DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants", ["namespace", "name"])
+LEADERS = Gauge("sglang_operator_autoscaler_leaders_reporting", "Ready leaders that answered the last scrape",
+                ["namespace", "name"])
+SCALES = Counter("sglang_operator_autoscaler_scales", "LeaderWorkerSet replica changes made by the autoscaler",
+                 ["namespace", "name", "direction"])
+SCRAPE_FAILURES = Counter("sglang_operator_autoscaler_scrape_failures",
+                          "Leader scrapes that failed or lacked the metric", ["namespace", "name"])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator-wide knobs (the per-deployment ones are in spec.autoscaling)."""
+
+    tolerance: float = 0.1
+    scrape_timeout: float = 2.0
+    concurrency: int = 16
+    idle_interval: float = 15.0  # how often a deployment without autoscaling is looked at
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        p = "SGLANG_OPERATOR_AUTOSCALER_"
+        return cls(float(env.get(p + "TOLERANCE", cls.tolerance)), float(env.get(p + "SCRAPE_TIMEOUT", cls.scrape_timeout)),
+                   int(env.get(p + "CONCURRENCY", cls.concurrency)), float(env.get(p + "IDLE_INTERVAL", cls.idle_interval)))
+
+
+def rollout_in_progress(lws: Mapping[str, Any]) -> bool:
+    """LWS reports a rolling update, or fewer groups run the current template than exist."""
+    st = lws.get("status") or {}
+    if any(c.get("type") == "UpdateInProgress" and c.get("status") == "True" for c in st.get("conditions") or []):
+        return True
+    have, updated = st.get("replicas"), st.get("updatedReplicas")
+    return bool(have) and updated is not None and updated < min(have, replicas_of(lws))
+
+
+class Autoscaler:
+    def __init__(self, kube: Kube, *, post: Callable[[Mapping[str, Any], Event], None] | None = None,
+                 settings: Settings | None = None, clock: Callable[[], float] = time.time):
+        self.kube = Kube(kube.api, AUTOSCALER_MANAGER, kube.timeout)
+        self.post, self.settings, self.clock = post, settings or Settings(), clock
+
+    async def _call(self, fn: Callable, *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    async def tick(self, namespace: str, name: str) -> float:
+        """One pass; returns the seconds until the next one."""
+        parent = await self._call(self.kube.get, sgld_ref(namespace, name))
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return self.settings.idle_interval
+        try:
+            spec = parse_spec(parent.get("spec") or {})
+        except InvalidSpec:
+            return self.settings.idle_interval  # the reconciler reports it (Degraded)
+        a = spec.autoscaling
+        if not a.enabled:
+            await self._disabled(parent)
+            return self.settings.idle_interval
+        lws = await self._call(self.kube.get, lws_ref(namespace, name))
+        if lws is None:
+            return a.poll_interval_seconds  # the reconciler creates it
+        pods = await self._call(self.kube.request, "GET", f"/api/v1/namespaces/{namespace}/pods",
+                                query=[("labelSelector", leader_pod_selector(lws_name(name)))])
+        leaders = ready_leaders(pods.get("items") or [])
+        values = await scrape(leaders, a.metric, timeout=self.settings.scrape_timeout,
+                              concurrency=self.settings.concurrency)
+        ok = [v for v in values.values() if v is not None]
+        current = replicas_of(lws)
+        obs = Observation(current, ok, max(0, current - len(ok)), rollout_in_progress(lws))
+        cfg = Config.from_spec(a, self.settings.tolerance)
+        before = state_of(lws)
+        d = decide(cfg, obs, before, self.clock())
+        self._observe(namespace, name, d, len(leaders) - len(ok), len(ok))
+        if d.desired != current or d.state != before:
+            try:
+                await self._call(self.kube.apply, autoscaler_apply(lws, d.desired, d.state.encode()))
+            except ApiException as e:
+                if e.status == 409:  # the LWS changed since we read it: decide again next tick
+                    log.info("%s/%s: LeaderWorkerSet changed under us; retrying next tick", namespace, name)
+                    return a.poll_interval_seconds
+                raise
+        scaled = d.desired != current
+        if scaled:
+            SCALES.labels(namespace, name, "up" if d.desired > current else "down").inc()
+            message = report.scale_message(a.metric, d, obs, cfg)
+            log.info("%s/%s: %s", namespace, name, message)
+            if self.post is not None:
+                self.post(parent, Event(NORMAL, "Autoscaled", message))
+        await self._write_status(parent, report.conditions(a.metric, d, obs, cfg), desired=d.desired,
+                                 queue=d.total, scaled=scaled)
+        return a.poll_interval_seconds
+
+    def _observe(self, namespace: str, name: str, d: Decision, failed: int, ok: int) -> None:
+        DESIRED.labels(namespace, name).set(d.desired)
+        LEADERS.labels(namespace, name).set(ok)
+        if failed:
+            SCRAPE_FAILURES.labels(namespace, name).inc(failed)
+        if d.total is not None:
+            QUEUE.labels(namespace, name).set(d.total)
+        else:
+            self._drop(QUEUE, namespace, name)
+
+    async def _disabled(self, parent: Mapping[str, Any]) -> None:
+        meta = parent["metadata"]
+        self.forget(meta["namespace"], meta["name"])
+        stored = parent.get("status") or {}
+        if any(c.get("type") in report.OUR_CONDITIONS for c in stored.get("conditions") or []):
+            await self._write_status(parent, report.disabled_conditions())
+
+    async def _write_status(self, parent: Mapping[str, Any], conds: list[dict[str, Any]], **fields: Any) -> None:
+        stored = parent.get("status") or {}
+        status = report.status_fields(stored, conds, datetime.now(timezone.utc), **fields)
+        if not report.status_changed(stored, status):
+            return
+        meta = parent["metadata"]
+        await self._call(self.kube.apply, {"apiVersion": API_VERSION, "kind": KIND,
+                                           "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                                           "status": status}, subresource="status")
+
+    @staticmethod
+    def _drop(metric: Any, namespace: str, name: str) -> None:
+        try:
+            metric.remove(namespace, name)
+        except KeyError:
+            pass
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The deployment is gone or no longer autoscaled: drop its series."""
+        for m in (QUEUE, DESIRED, LEADERS):
+            self._drop(m, namespace, name)
