@@ -36,7 +36,10 @@ class Scheduler:
         self.tree = RadixTree(self.alloc.free)
         self.waiting: list[Req] = []
         self.running: list[Req] = []
-        self.budget = config.chunked_prefill_size if config.chunked_prefill_size > 0 else config.max_prefill_tokens
+        # prefill tokens per step: one chunk size (--chunked-prefill-size; <= 0 turns chunking off)
+        # and never more than --max-prefill-tokens
+        chunk = config.chunked_prefill_size if config.chunked_prefill_size > 0 else config.max_prefill_tokens
+        self.budget = min(chunk, config.max_prefill_tokens)
         self.generator = torch.Generator().manual_seed(config.random_seed)
         self.prompt_tokens_total = 0
         self.cached_tokens_total = 0
