@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.server
 import logging
 import os
@@ -94,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
 
     elector = None
     lost = threading.Event()
-    stop_kopf: list = []  # set once the loop runs: a thread-safe way to stop kopf
     if args.leader_elect:
         from .leader import LeaderElector
         from .reconcile.kube import Kube, load_api_client
@@ -116,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
             if not elector.keep(stop):
                 lost.set()
                 metrics.LEADER.set(0)
-                for fn in stop_kopf:
-                    fn()  # never act without the lease
+                os.kill(os.getpid(), signal.SIGTERM)  # kopf's own graceful stop: never act without the lease
         threading.Thread(target=keep, daemon=True, name="lease-renewer").start()
 
     settings = kopf.OperatorSettings()
@@ -126,18 +123,12 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.client_timeout = args.watch_timeout + 5
     settings.watching.connect_timeout = 10
 
-    async def operate() -> None:
-        # An asyncio.Event as kopf's stop flag: a threading.Event or Future would be awaited in an
-        # executor thread, and asyncio.run() would then hang at exit joining it after a SIGTERM.
-        flag, loop = asyncio.Event(), asyncio.get_running_loop()
-        stop_kopf.append(lambda: loop.call_soon_threadsafe(flag.set))
-        if lost.is_set():
-            return
-        await kopf.operator(standalone=True, clusterwide=args.all_namespaces, namespaces=args.namespaces or (),
-                            liveness_endpoint=args.liveness, stop_flag=flag, settings=settings)
-
     try:
-        asyncio.run(operate())
+        # No stop_flag: kopf would wait for it in a task that outlives a SIGTERM and delays the exit by
+        # 5 s. Losing the lease stops kopf the same way a kubelet does, with SIGTERM.
+        if not stop.is_set():
+            kopf.run(standalone=True, clusterwide=args.all_namespaces, namespaces=args.namespaces or (),
+                     liveness_endpoint=args.liveness, settings=settings)
     finally:
         stop.set()
         if elector is not None and not lost.is_set():

@@ -6,7 +6,8 @@ must be made locally, from two facts:
 - the fingerprint annotation: a hash of the object we last applied. It changes when our rendering
   changes, including when we stop setting a field (server-side apply then removes it);
 - containment: every field we set is still present with our value. The API server adds defaults
-  and other managers add fields; those are not ours and do not count as drift.
+  and other managers add fields; those are not ours and do not count as drift, except inside
+  atomic maps such as a Service selector, which must match exactly.
 """
 from __future__ import annotations
 
@@ -79,17 +80,39 @@ def contains(live: Any, desired: Any) -> bool:
     return _same_scalar(desired, live)
 
 
-def drifted_fields(live: Any, desired: Any, prefix: str = "") -> list[str]:
-    """Paths where `live` differs from `desired` (for events and logs: names only, never values)."""
+def _differences(live: Any, desired: Any, prefix: str) -> list[str]:
     if contains(live, desired):
         return []
     if isinstance(desired, dict) and isinstance(live, dict):
         out: list[str] = []
         for k, v in desired.items():
-            out += drifted_fields(live.get(k), v, f"{prefix}.{k}" if prefix else k) if k in live else [
-                f"{prefix}.{k}" if prefix else k]
+            path = f"{prefix}.{k}" if prefix else k
+            out += _differences(live[k], v, path) if k in live else [path]
         return out
     return [prefix or "."]
+
+
+def drifted_fields(live: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
+    """Paths where `live` differs from `desired` (for events and logs: names only, never values)."""
+    out = _differences(live, desired, "")
+    for path in ATOMIC.get(desired.get("kind", ""), ()):
+        if _at(live, path) != _at(desired, path) and not any(p == path or p.startswith(path + ".") for p in out):
+            out.append(path)
+    return out
+
+
+# Maps the API server treats as one value (+mapType=atomic / +structType=atomic): a key someone adds
+# there changes what the field means (a selector matching fewer pods), so they must match exactly.
+ATOMIC = {
+    "Service": ("spec.selector",),
+    "PodDisruptionBudget": ("spec.selector",),
+}
+
+
+def _at(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
 
 
 def in_sync(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
@@ -98,7 +121,8 @@ def in_sync(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
         return False
     want = desired["metadata"]["annotations"][FINGERPRINT]
     have = (live.get("metadata", {}).get("annotations") or {}).get(FINGERPRINT)
-    return have == want and contains(live, desired)
+    atomic_ok = all(_at(live, p) == _at(desired, p) for p in ATOMIC.get(desired.get("kind", ""), ()))
+    return have == want and atomic_ok and contains(live, desired)
 
 
 __all__ = ["FINGERPRINT", "contains", "drifted_fields", "fingerprint", "in_sync", "with_fingerprint",

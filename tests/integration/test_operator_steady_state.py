@@ -1,0 +1,72 @@
+"""Steady state costs no writes: 60 s with a converged SGLangDeployment and a running operator.
+
+Counted two ways: (1) resourceVersions of the SGLangDeployment and its children and the Events in the
+namespace, (2) the API server's own `apiserver_request_total` counters for every write verb on the
+resources the operator writes. The second is cluster-wide, so the window starts only once no other
+namespace is being torn down (nothing else in the test bed writes those resources)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from kubernetes import client
+
+from .operator_support import Api, Operator, example, resource_versions, wait_for
+
+pytestmark = pytest.mark.cluster
+
+WINDOW = 60
+WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION", "CREATE", "UPDATE"}
+# Without --leader-elect (with it, the only writes are Lease renewals, by design). Not "leases" at
+# all: the API server renews its own identity Lease every few seconds.
+OPERATOR_RESOURCES = {"sglangdeployments", "leaderworkersets", "services", "poddisruptionbudgets", "events"}
+
+
+def write_counts(api_client) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = api_client.call_api("GET", f"{api_client.configuration.host}/metrics", header_params={"Accept": "text/plain"})
+    resp.read()
+    out: dict[tuple, float] = {}
+    for fam in text_string_to_metric_families(resp.data.decode()):
+        for s in fam.samples:
+            if s.name == "apiserver_request_total" and s.labels.get("verb") in WRITE_VERBS \
+                    and s.labels.get("resource") in OPERATOR_RESOURCES:
+                key = (s.labels["verb"], s.labels["resource"], s.labels.get("subresource", ""), s.labels.get("code"))
+                out[key] = s.value
+    return out
+
+
+def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path):
+    api = Api(api_client, namespace)
+    # The resync timer fires inside the window: steady state includes the safety net.
+    op = Operator(cluster.kubeconfig, tmp_path, "-n", namespace, "--resync-seconds=20")
+    try:
+        api.create(example("steady"))
+        wait_for(lambda: all(api.children("steady").values()), what="children")
+        api.patch_lws_status("steady", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
+        wait_for(lambda: api.condition("steady", "Ready")["status"] == "True", what="Ready")
+        core = client.CoreV1Api(api_client)
+        wait_for(lambda: not [n for n in core.list_namespace().items if n.status.phase == "Terminating"],
+                 timeout=60, interval=1, what="other test namespaces to finish terminating")
+        time.sleep(2)  # let the last events of the convergence land
+
+        rvs, events = resource_versions(api, "steady"), len(api.events())
+        counts = write_counts(api_client)
+        reconciles = op.metric_sum("sglang_operator_reconciles_total")
+        time.sleep(WINDOW)
+        delta = {k: v - counts.get(k, 0) for k, v in write_counts(api_client).items() if v != counts.get(k, 0)}
+
+        assert resource_versions(api, "steady") == rvs
+        assert len(api.events()) == events
+        assert delta == {}, f"API writes during {WINDOW}s of steady state: {delta}"
+        # The operator was not idle by accident: the resync timer ran and found nothing to do ...
+        assert op.metric_sum("sglang_operator_reconciles_total", kind="Resync") >= 2
+        assert op.metric_sum("sglang_operator_reconciles_total") > reconciles
+        # ... and it still reacts at once.
+        api.core.patch_namespaced_service("steady-api", namespace, {"spec": {"selector": {"sglangfleet.dev/role": "x"}}})
+        wait_for(lambda: "sglangfleet.dev/role" not in api.service("steady-api")["spec"]["selector"], timeout=5,
+                 what="drift repair after the window")
+        assert op.alive()
+    finally:
+        op.stop()
