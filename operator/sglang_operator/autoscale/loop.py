@@ -34,14 +34,14 @@ from .state import state_of
 log = logging.getLogger("sglang_operator.autoscaler")
 
 QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
-              "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "name"])
-DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants", ["namespace", "name"])
+              "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "deployment"])
+DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants", ["namespace", "deployment"])
 LEADERS = Gauge("sglang_operator_autoscaler_leaders_reporting", "Ready leaders that answered the last scrape",
-                ["namespace", "name"])
+                ["namespace", "deployment"])
 SCALES = Counter("sglang_operator_autoscaler_scales", "LeaderWorkerSet replica changes made by the autoscaler",
-                 ["namespace", "name", "direction"])
+                 ["namespace", "deployment", "direction"])
 SCRAPE_FAILURES = Counter("sglang_operator_autoscaler_scrape_failures",
-                          "Leader scrapes that failed or lacked the metric", ["namespace", "name"])
+                          "Leader scrapes that failed or lacked the metric", ["namespace", "deployment"])
 
 
 @dataclass(frozen=True)
