@@ -13,12 +13,13 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
+from ..autoscale.handoff import ReplicaHandoff  # autoscaler: LWS spec.replicas while autoscaling is on
 from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
 from ..render import endpoint, render_all
 from ..render.labels import lws_name
 from ..render.lws import LWS_API_VERSION, LWS_KIND
 from . import events as ev
-from .apply import ApplyRejected, Change, ChildConflict, apply_children, desired_children
+from .apply import CREATED, ApplyRejected, Change, ChildConflict, apply_children, desired_children
 from .kube import LWS_CRD, Kube, Ref, ResourceTypeMissing, sgld_ref
 from .status import DEGRADED, Observed, Problem, changed, compute_status, condition, now
 
@@ -49,6 +50,7 @@ class Reconciler:
     def __init__(self, kube: Kube, *, post: Callable[[Mapping[str, Any], ev.Event], None] | None = None,
                  omit: Mapping[str, Iterable[str]] | None = None, clock: Callable = now):
         self.kube, self.post, self.omit, self.clock = kube, post, omit or {}, clock
+        self.handoff = ReplicaHandoff(kube)  # autoscaler
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -91,12 +93,15 @@ class Reconciler:
         except InvalidSpec as e:
             out.problem = invalid_spec(e)
         if out.problem is None:
-            desired = desired_children(rendered, meta, self.omit)
+            omit = {**self.omit, **self.handoff.omit(spec)}  # autoscaler: replicas are its own while on
+            desired = desired_children(rendered, meta, omit)
             desired_replicas = next((o["spec"].get("replicas") for o in desired if o["kind"] == LWS_KIND), None)
             try:
+                self.handoff.before(namespace, name, spec)  # autoscaler
                 result = apply_children(self.kube, desired, meta["uid"])
                 out.changes = result.changes
-                lws = result.live.get(LWS_KIND)
+                lws = self.handoff.after(spec, result.live.get(LWS_KIND), any(  # autoscaler
+                    c.ref.kind == LWS_KIND and c.action == CREATED for c in result.changes))
             except ResourceTypeMissing:
                 out.problem = LWS_MISSING
             except ChildConflict as e:
