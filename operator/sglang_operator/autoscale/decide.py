@@ -2,10 +2,11 @@
 the time. The shape is the HorizontalPodAutoscaler's (pkg/controller/podautoscaler), which has
 years of production behind it:
 
-1. proposal: ceil(total / target), unless the average per reporting group is within `tolerance`
-   of the target. Groups without a usable value (leader not ready, not answering, no metric) are
-   never a reason to scale down: they count as 0 when the signal says up (do not overreact to what
-   we cannot see) and as exactly at target when it says down.
+1. proposal: ceil(total / target), unless total / (target * current) is within `tolerance` of 1
+   (the HPA's rule for an AverageValue external metric). Groups without a usable value (leader not
+   ready, not answering, no metric) are never a reason to scale down: they count as 0 when the
+   signal says up (a leader that is not ready gets no traffic) and as exactly at target when it
+   says down.
 2. stabilization: the lowest proposal of the up window caps a rise, the highest of the down window
    floors a fall (so a short burst or a short lull moves nothing).
 3. no scale-down while a rollout is in progress (old and new groups are both counted then).
@@ -90,17 +91,15 @@ class Decision:
 
 def propose(cfg: Config, obs: Observation) -> int | None:
     """Step 1: the raw recommendation, or None when no leader reported the metric."""
-    n = len(obs.values)
-    if n == 0:
+    if not obs.values:
         return None
     total = float(sum(obs.values))
-    ratio = total / (cfg.target * n)
-    if ratio > 1 + cfg.tolerance:
-        want = math.ceil(total / cfg.target)  # missing groups as 0
-        return max(want, obs.current)  # seeing less than we have is no reason to go down
-    if ratio < 1 - cfg.tolerance:
-        want = math.ceil((total + obs.missing * cfg.target) / cfg.target)  # missing groups at target
-        return min(want, obs.current)
+    per_current = cfg.target * max(obs.current, 1)  # the band is relative to the groups we have
+    if total / per_current > 1 + cfg.tolerance:  # missing groups as 0
+        return max(math.ceil(total / cfg.target), obs.current)  # seeing less than we have: no reason to go down
+    adjusted = total + obs.missing * cfg.target  # missing groups exactly at target
+    if adjusted / per_current < 1 - cfg.tolerance:
+        return min(math.ceil(adjusted / cfg.target), obs.current)
     return obs.current
 
 

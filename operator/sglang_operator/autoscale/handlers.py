@@ -28,13 +28,17 @@ def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", cancellation_timeout=10)
-async def autoscaler(stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo,
+async def autoscaler(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
                      logger: logging.Logger, **_: Any) -> None:
     scaler: Autoscaler = memo.autoscaler
     try:
         while not stopped:
             try:
-                delay = await scaler.tick(namespace, name)
+                # `body` is kopf's live view of the object: no read needed to see autoscaling is off.
+                if (body.get("spec", {}).get("autoscaling") or {}).get("enabled"):
+                    delay = await scaler.tick(namespace, name)
+                else:
+                    delay = await scaler.idle(body)
             except Exception as e:  # API server or network trouble: the next tick tries again
                 logger.warning("autoscaler tick failed: %s", describe(e))
                 delay = scaler.settings.idle_interval / 3

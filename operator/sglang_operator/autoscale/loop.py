@@ -32,6 +32,7 @@ from .scrape import leader_pod_selector, ready_leaders, scrape
 from .state import state_of
 
 log = logging.getLogger("sglang_operator.autoscaler")
+WRITE_ATTEMPTS = 3  # decide-and-write rounds when the LWS changes between our read and our write
 
 QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
               "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "deployment"])
@@ -91,29 +92,33 @@ class Autoscaler:
         if not a.enabled:
             await self._disabled(parent)
             return self.settings.idle_interval
-        lws = await self._call(self.kube.get, lws_ref(namespace, name))
-        if lws is None:
-            return a.poll_interval_seconds  # the reconciler creates it
         pods = await self._call(self.kube.request, "GET", f"/api/v1/namespaces/{namespace}/pods",
                                 query=[("labelSelector", leader_pod_selector(lws_name(name)))])
         leaders = ready_leaders(pods.get("items") or [])
         values = await scrape(leaders, a.metric, timeout=self.settings.scrape_timeout,
                               concurrency=self.settings.concurrency)
         ok = [v for v in values.values() if v is not None]
-        current = replicas_of(lws)
-        obs = Observation(current, ok, max(0, current - len(ok)), rollout_in_progress(lws))
         cfg = Config.from_spec(a, self.settings.tolerance)
-        before = state_of(lws)
-        d = decide(cfg, obs, before, self.clock())
-        self._observe(namespace, name, d, len(leaders) - len(ok), len(ok))
-        if d.desired != current or d.state != before:
+        # The LWS is read after the scrape (which may take seconds), right before the decision and the
+        # write, so the LWS controller's status updates rarely invalidate the resourceVersion.
+        for attempt in range(WRITE_ATTEMPTS):
+            lws = await self._call(self.kube.get, lws_ref(namespace, name))
+            if lws is None:
+                return a.poll_interval_seconds  # the reconciler creates it
+            current = replicas_of(lws)
+            obs = Observation(current, ok, max(0, current - len(ok)), rollout_in_progress(lws))
+            before = state_of(lws)
+            d = decide(cfg, obs, before, self.clock())
+            if d.desired == current and d.state == before:
+                break
             try:
                 await self._call(self.kube.apply, autoscaler_apply(lws, d.desired, d.state.encode()))
+                break
             except ApiException as e:
-                if e.status == 409:  # the LWS changed since we read it: decide again next tick
-                    log.info("%s/%s: LeaderWorkerSet changed under us; retrying next tick", namespace, name)
-                    return a.poll_interval_seconds
-                raise
+                if e.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                # The LWS changed since we read it: decide again on the fresh object.
+        self._observe(namespace, name, d, len(leaders) - len(ok), len(ok))
         scaled = d.desired != current
         if scaled:
             SCALES.labels(namespace, name, "up" if d.desired > current else "down").inc()
@@ -134,6 +139,12 @@ class Autoscaler:
             QUEUE.labels(namespace, name).set(d.total)
         else:
             self._drop(QUEUE, namespace, name)
+
+    async def idle(self, body: Mapping[str, Any]) -> float:
+        """A deployment without autoscaling, seen through kopf's live body (no API read): only say so
+        once in status if our conditions are there from before."""
+        await self._disabled(body)
+        return self.settings.idle_interval
 
     async def _disabled(self, parent: Mapping[str, Any]) -> None:
         meta = parent["metadata"]
