@@ -247,7 +247,7 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
     load = None
     try:
         api.create(autoscaled("q"))
-        lws = wait_for(lambda: api.lws_or_none("q"), timeout=20, what="the LeaderWorkerSet")
+        wait_for(lambda: api.lws_or_none("q"), timeout=20, what="the LeaderWorkerSet")
         fake = FakeLws(api, "q", servers)
         # The autoscaler owns the replicas from the start (the operator's apply leaves them out).
         owners = wait_for(lambda: (o := replicas_owners(api.lws("q"))) and AUTOSCALER_MANAGER in o and o,

@@ -75,7 +75,8 @@ class ReplicaHandoff:
         if live is not None and AUTOSCALER_MANAGER not in replicas_owners(live):
             self._take(live, desired_replicas(spec, replicas_of(live)))
 
-    def after(self, spec: SGLangDeploymentSpec, lws: Mapping[str, Any] | None, created: bool) -> Mapping[str, Any] | None:
+    def after(self, spec: SGLangDeploymentSpec, lws: Mapping[str, Any] | None,
+              created: bool) -> Mapping[str, Any] | None:
         """A LWS just created without replicas (LWS defaults them to 1) starts at dp within the bounds."""
         if not spec.autoscaling.enabled or lws is None or not created:
             return lws

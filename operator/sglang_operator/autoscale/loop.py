@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
 from ..reconcile.events import NORMAL, Event
-from ..reconcile.kube import Kube, sgld_ref
+from ..reconcile.kube import Kube, ResourceTypeMissing, sgld_ref
 from ..render.labels import lws_name
 from . import report
 from .decide import Config, Decision, Observation, decide
@@ -36,7 +36,8 @@ WRITE_ATTEMPTS = 3  # decide-and-write rounds when the LWS changes between our r
 
 QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
               "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "deployment"])
-DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants", ["namespace", "deployment"])
+DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants",
+                ["namespace", "deployment"])
 LEADERS = Gauge("sglang_operator_autoscaler_leaders_reporting", "Ready leaders that answered the last scrape",
                 ["namespace", "deployment"])
 SCALES = Counter("sglang_operator_autoscaler_scales", "LeaderWorkerSet replica changes made by the autoscaler",
@@ -57,8 +58,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
         p = "SGLANG_OPERATOR_AUTOSCALER_"
-        return cls(float(env.get(p + "TOLERANCE", cls.tolerance)), float(env.get(p + "SCRAPE_TIMEOUT", cls.scrape_timeout)),
-                   int(env.get(p + "CONCURRENCY", cls.concurrency)), float(env.get(p + "IDLE_INTERVAL", cls.idle_interval)))
+        return cls(float(env.get(p + "TOLERANCE", cls.tolerance)),
+                   float(env.get(p + "SCRAPE_TIMEOUT", cls.scrape_timeout)),
+                   int(env.get(p + "CONCURRENCY", cls.concurrency)),
+                   float(env.get(p + "IDLE_INTERVAL", cls.idle_interval)))
 
 
 def rollout_in_progress(lws: Mapping[str, Any]) -> bool:
@@ -102,7 +105,10 @@ class Autoscaler:
         # The LWS is read after the scrape (which may take seconds), right before the decision and the
         # write, so the LWS controller's status updates rarely invalidate the resourceVersion.
         for attempt in range(WRITE_ATTEMPTS):
-            lws = await self._call(self.kube.get, lws_ref(namespace, name))
+            try:
+                lws = await self._call(self.kube.get, lws_ref(namespace, name))
+            except ResourceTypeMissing:
+                return self.settings.idle_interval  # no LWS API: the reconciler reports it (Degraded)
             if lws is None:
                 return a.poll_interval_seconds  # the reconciler creates it
             current = replicas_of(lws)

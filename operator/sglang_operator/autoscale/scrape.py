@@ -93,7 +93,8 @@ async def scrape_one(client: httpx.AsyncClient, leader: Leader, metric: str, gat
             return None
 
 
-async def scrape(leaders: list[Leader], metric: str, *, timeout: float = 2.0, concurrency: int = 16) -> dict[str, float | None]:
+async def scrape(leaders: list[Leader], metric: str, *, timeout: float = 2.0,
+                 concurrency: int = 16) -> dict[str, float | None]:
     """Every leader at once (at most `concurrency` in flight), each within `timeout` seconds."""
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), trust_env=False) as client:
