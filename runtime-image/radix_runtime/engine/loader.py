@@ -1,5 +1,6 @@
 """Load an HF-format model directory: config.json, *.safetensors (single or sharded with an
-index), generation_config.json. Prints progress per file since big checkpoints take minutes."""
+index), generation_config.json. Prints progress per file since big checkpoints take minutes. Under
+tensor/pipeline parallelism the model skips other stages' weights and reads only its shard."""
 from __future__ import annotations
 
 import glob
@@ -10,6 +11,7 @@ import time
 
 import torch
 
+from ..layers.linear import read_all, shape_of
 from ..layers.rotary import RotaryEmbedding
 from ..models.llama import ARCHITECTURES, ModelArgs
 
@@ -58,8 +60,8 @@ def _weight_files(path: str) -> list[str]:
 
 
 def _default_loader(param, loaded, shard_id=None):
-    assert shard_id is None and param.shape == loaded.shape, (param.shape, loaded.shape)
-    param.data.copy_(loaded)
+    assert shard_id is None and list(param.shape) == shape_of(loaded), (param.shape, shape_of(loaded))
+    param.data.copy_(read_all(loaded))
 
 
 def load_model(model_path: str, dtype: torch.dtype, device: torch.device,
@@ -97,7 +99,8 @@ def load_model(model_path: str, dtype: torch.dtype, device: torch.device,
                 p = params[pname]
                 owner = model.get_submodule(pname.rpartition(".")[0])
                 loader = getattr(owner, "weight_loader", None) or _default_loader
-                loader(p, f.get_tensor(name).to(dtype=p.dtype, device=p.device), shard)
+                # a lazy slice: sharded layers read only their part; copy_ converts dtype/device
+                loader(p, f.get_slice(name), shard)
                 loaded.add(pname)
         _log(f"loaded weights {i + 1}/{len(files)} ({os.path.basename(file)}) "
              f"in {time.monotonic() - t0:.1f}s")

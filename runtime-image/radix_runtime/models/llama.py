@@ -2,7 +2,10 @@
 (q/k RMSNorm per head). GQA, SwiGLU MLP, RoPE with scaling, tied or untied embeddings.
 
 forward() takes a flat token batch (a mix of prefill chunks and decode tokens) and returns the final
-hidden states; logits are computed by the runner only for the rows it samples from.
+hidden states; logits are computed by the runner only for the rows it samples from. Under tensor
+parallelism each rank builds its shard (see layers/linear.py); under pipeline parallelism a stage
+builds only its layer range (the others are empty placeholders, so parameter names stay those of
+the checkpoint), the first stage the embedding and the last the final norm and LM head.
 """
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed.group import current
 from ..engine.forward_batch import ForwardBatch
 from ..layers.linear import (MergedColumnParallelLinear, ParallelLMHead, QKVParallelLinear,
-                             RowParallelLinear, VocabParallelEmbedding)
+                             RowParallelLinear, VocabParallelEmbedding, parallel_logits)
 from ..layers.norm import RMSNorm
 from ..layers.rotary import RotaryEmbedding
 
@@ -64,12 +68,12 @@ def _layer_windows(cfg: dict, model_type: str, num_layers: int) -> list[int | No
 
 
 class Attention(nn.Module):
-    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding):
+    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding, kv_index: int):
         super().__init__()
-        self.layer, self.rotary = layer, rotary
+        self.layer, self.rotary = kv_index, rotary  # layer: this rank's KV pool index
         self.window = a.layer_windows[layer]
-        self.h, self.kvh, self.d = a.num_heads, a.num_kv_heads, a.head_dim
         self.qkv_proj = QKVParallelLinear(a.hidden_size, a.head_dim, a.num_heads, a.num_kv_heads, a.attention_bias)
+        self.h, self.kvh, self.d = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads, a.head_dim
         self.o_proj = RowParallelLinear(a.num_heads * a.head_dim, a.hidden_size)
         if a.qk_norm:
             self.q_norm = RMSNorm(a.head_dim, a.rms_norm_eps)
@@ -92,8 +96,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
-        self.inter = a.intermediate_size
         self.gate_up_proj = MergedColumnParallelLinear(a.hidden_size, [a.intermediate_size] * 2)
+        self.inter = self.gate_up_proj.local_sizes[0]
         self.down_proj = RowParallelLinear(a.intermediate_size, a.hidden_size)
 
     def forward(self, x):
@@ -102,9 +106,9 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding):
+    def __init__(self, a: ModelArgs, layer: int, rotary: RotaryEmbedding, kv_index: int):
         super().__init__()
-        self.self_attn = Attention(a, layer, rotary)
+        self.self_attn = Attention(a, layer, rotary, kv_index)
         self.mlp = MLP(a)
         self.input_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
@@ -119,15 +123,22 @@ class LlamaModel(nn.Module):
         super().__init__()
         rotary = RotaryEmbedding(a.head_dim, a.max_position_embeddings, a.rope_theta, a.rope_scaling,
                                  a.rope_table_len)
-        self.embed_tokens = VocabParallelEmbedding(a.vocab_size, a.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(a, i, rotary) for i in range(a.num_layers))
-        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        g = current()
+        self.first, self.last = g.is_first_stage, g.is_last_stage
+        self.start, self.end = g.layer_range(a.num_layers)
+        self.embed_tokens = VocabParallelEmbedding(a.vocab_size, a.hidden_size) if self.first else None
+        self.layers = nn.ModuleList(
+            DecoderLayer(a, i, rotary, i - self.start) if self.start <= i < self.end else nn.Identity()
+            for i in range(a.num_layers))
+        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps) if self.last else None
 
-    def forward(self, fb: ForwardBatch):
-        x = self.embed_tokens(fb.input_ids)
-        for layer in self.layers:
+    def forward(self, fb: ForwardBatch, x: torch.Tensor | None = None):
+        """x: the previous stage's hidden states (None on the first stage)."""
+        if self.first:
+            x = self.embed_tokens(fb.input_ids)
+        for layer in self.layers[self.start:self.end]:
             x = layer(x, fb.positions, fb)
-        return self.norm(x)
+        return self.norm(x) if self.last else x
 
 
 class LlamaForCausalLM(nn.Module):
@@ -140,25 +151,41 @@ class LlamaForCausalLM(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
         self.args = a
-        self.model = LlamaModel(a)
-        self.lm_head = None if a.tie_word_embeddings else ParallelLMHead(a.vocab_size, a.hidden_size)
+        self.model = m = LlamaModel(a)
+        # tied weights: the embedding doubles as LM head, unless PP puts them on different stages
+        own_head = m.last and not (a.tie_word_embeddings and m.first)
+        self.lm_head = ParallelLMHead(a.vocab_size, a.hidden_size) if own_head else None
 
-    def forward(self, fb: ForwardBatch) -> torch.Tensor:
-        return self.model(fb)
+    def forward(self, fb: ForwardBatch, x: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(fb, x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         w = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden, w).float()
+        return parallel_logits(hidden, w, self.args.vocab_size)
 
     def attention_layers(self):
-        return [layer.self_attn for layer in self.model.layers]
+        m = self.model
+        return [layer.self_attn for layer in m.layers[m.start:m.end]]
 
     def map_weight_name(self, name: str) -> tuple[str, object] | None:
-        """Checkpoint tensor name -> (our parameter name, shard id), None to skip it."""
+        """Checkpoint tensor name -> (our parameter name, shard id), None to skip it (not ours:
+        rotary caches, or weights of another pipeline stage)."""
+        m = self.model
         if "rotary_emb.inv_freq" in name:
             return None
-        if name == "lm_head.weight" and self.lm_head is None:
+        if name == "lm_head.weight":
+            return (name, None) if self.lm_head is not None and not self.args.tie_word_embeddings else None
+        if name == "model.embed_tokens.weight":
+            if m.first:
+                return name, None
+            tied_here = self.args.tie_word_embeddings and self.lm_head is not None
+            return ("lm_head.weight", None) if tied_here else None
+        if name.startswith("model.norm.") and not m.last:
             return None
+        if name.startswith("model.layers."):
+            i = int(name.split(".")[2])
+            if not m.start <= i < m.end:
+                return None
         for ckpt, fused, shard in self.stacked_params:
             if f".{ckpt}." in name:
                 return name.replace(ckpt, fused), shard

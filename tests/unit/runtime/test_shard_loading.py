@@ -1,0 +1,73 @@
+"""Each rank builds and loads only its shard: TP slices of every matrix (KV heads replicated when
+there are fewer than ranks), its pipeline stage's layers, padded vocab ranges. No process group is
+needed to load, so this runs in one process with the group description set by hand."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from radix_runtime.distributed import group as groups
+from radix_runtime.engine.loader import load_model
+from radix_runtime.tiny_model import write_tiny_model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = write_tiny_model(str(tmp_path_factory.mktemp("shard")), arch="qwen2", seed=3, num_layers=3,
+                         vocab_size=700)
+    return d, load_file(f"{d}/model.safetensors")
+
+
+@pytest.fixture
+def as_rank():
+    """Load a checkpoint as rank `rank` of a tp x pp group would."""
+    def load(d, tp, pp, rank):
+        groups.set_current(groups.Group(tp, pp, rank))
+        return load_model(d, torch.float32, torch.device("cpu"))[0]
+    yield load
+    groups.set_current(groups.Group())
+
+
+@pytest.mark.parametrize("tp,rank", [(2, 0), (2, 1), (4, 3)])
+def test_tp_rank_holds_its_heads_and_columns(ckpt, as_rank, tp, rank):
+    d, w = ckpt
+    m = as_rank(d, tp, 1, rank)
+    attn = m.model.layers[1].self_attn
+    hd = attn.d
+    q, kvh = 4 // tp, max(1, 2 // tp)
+    kv0 = rank * 2 // tp  # first KV head of this rank (replicated when tp > 2)
+    qkv = attn.qkv_proj.weight
+    assert qkv.shape[0] == (q + 2 * kvh) * hd and (attn.h, attn.kvh) == (q, kvh)
+    ref = "model.layers.1.self_attn."
+    assert torch.equal(qkv[:q * hd], w[ref + "q_proj.weight"][rank * q * hd:(rank + 1) * q * hd])
+    assert torch.equal(qkv[q * hd:(q + kvh) * hd], w[ref + "k_proj.weight"][kv0 * hd:(kv0 + kvh) * hd])
+    assert torch.equal(attn.qkv_proj.bias[-kvh * hd:], w[ref + "v_proj.bias"][kv0 * hd:(kv0 + kvh) * hd])
+    cols = attn.o_proj.weight.shape[1]
+    assert torch.equal(attn.o_proj.weight, w[ref + "o_proj.weight"][:, rank * cols:(rank + 1) * cols])
+    inter = w["model.layers.1.mlp.up_proj.weight"].shape[0] // tp
+    up = m.model.layers[1].mlp.gate_up_proj.weight[inter:]
+    assert torch.equal(up, w["model.layers.1.mlp.up_proj.weight"][rank * inter:(rank + 1) * inter])
+    emb, vocab = m.model.embed_tokens.weight, w["model.embed_tokens.weight"].shape[0]
+    per = -(-vocab // tp)
+    mine = w["model.embed_tokens.weight"][rank * per:(rank + 1) * per]
+    assert emb.shape[0] == per and torch.equal(emb[:len(mine)], mine) and not emb[len(mine):].any()
+
+
+def test_pp_stage_holds_only_its_layers_and_ends(ckpt, as_rank):
+    d, w = ckpt
+    first, last = as_rank(d, 1, 2, 0), as_rank(d, 1, 2, 1)
+    assert (first.model.start, first.model.end, last.model.start, last.model.end) == (0, 2, 2, 3)
+    assert isinstance(first.model.layers[2], nn.Identity) and isinstance(last.model.layers[0], nn.Identity)
+    assert first.model.norm is None and first.lm_head is None and last.model.embed_tokens is None
+    # tied embeddings: the last stage loads the embedding matrix as its LM head
+    assert torch.equal(last.lm_head.weight, w["model.embed_tokens.weight"])
+    assert [a.layer for a in last.attention_layers()] == [0]  # KV pool index within the stage
+    n_params = sum(p.numel() for p in first.parameters()) + sum(p.numel() for p in last.parameters())
+    assert n_params == sum(t.numel() for t in w.values()) + w["model.embed_tokens.weight"].numel()
+
+
+def test_indivisible_shapes_are_refused(ckpt, as_rank):
+    with pytest.raises(ValueError, match="not divisible by the tensor-parallel size 3"):
+        as_rank(ckpt[0], 3, 1, 0)
