@@ -3,14 +3,21 @@
 HTTP is served at once; the engine loads in the background (/health answers 503 "loading" until it
 is ready). SIGTERM drains: /health turns 503, new requests get 503, in-flight ones finish until
 --shutdown-timeout, then the process exits 0.
+
+This is also the image's one entrypoint for a LeaderWorkerSet group: with --tp-size x --pp-size > 1
+it starts this pod's rank processes (distributed/launcher.py: placement from the LWS variables or
+SGLang's distributed flags); with --engine sglang it execs upstream SGLang with the same flags.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
+from radix_runtime.distributed.launcher import (DIST_INIT_PORT, ENV_LOCAL_RANK, placement,
+                                                sglang_argv)
 from radix_runtime.engine.protocol import EngineConfig
 from radix_runtime.version import __version__
 
@@ -83,9 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("parallelism")
     d.add_argument("--tp-size", "--tp", "--tensor-parallel-size", dest="tp_size", type=int)
     d.add_argument("--pp-size", "--pp", "--pipeline-parallel-size", dest="pp_size", type=int)
-    d.add_argument("--dist-init-addr", help="HOST:PORT of rank 0 for torch.distributed")
-    d.add_argument("--nnodes", type=int, default=1)
-    d.add_argument("--node-rank", type=int, default=0)
+    d.add_argument("--dist-init-addr", help="HOST:PORT of rank 0 for torch.distributed "
+                                            "(default: $LWS_LEADER_ADDRESS:--dist-init-port)")
+    d.add_argument("--nnodes", type=int, help="pods in the group (default: $LWS_GROUP_SIZE or 1)")
+    d.add_argument("--node-rank", type=int, help="this pod's index (default: $LWS_WORKER_INDEX or 0)")
+    d.add_argument("--dist-init-port", type=int, default=DIST_INIT_PORT,
+                   help="rendezvous port when the address comes from $LWS_LEADER_ADDRESS")
+    d.add_argument("--gpus-per-node", type=int,
+                   help="rank processes per pod (default: tp x pp / nnodes; env RADIX_GPUS_PER_NODE)")
+    d.add_argument("--dist-timeout", type=float, default=600.0,
+                   help="seconds to wait for the group to form, and for one collective")
+    d.add_argument("--dist-heartbeat-timeout", type=float, default=30.0,
+                   help="a rank silent this long breaks the group: every rank exits non-zero")
+    p.add_argument("--engine", choices=["radix", "sglang"], default="radix",
+                   help="sglang: exec upstream `python3 -m sglang.launch_server` with these flags")
 
     for flag in _NO_OP_FLAGS:
         p.add_argument(flag, action="store_true", help="accepted for SGLang compatibility; no-op")
@@ -101,20 +119,34 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(**given)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namespace:
+    """Our flags; with --engine sglang, upstream-only flags are let through for SGLang."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
-        parser.error(f"--node-rank {args.node_rank} must be in [0, --nnodes {args.nnodes})")
-    if args.nnodes > 1 and not args.dist_init_addr:
-        parser.error("--nnodes > 1 needs --dist-init-addr")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.engine != "sglang":
+        parser.parse_args(argv)  # the usual "unrecognized arguments" error
+    try:
+        placement(args, env)
+    except ValueError as e:
+        parser.error(str(e))
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.engine == "sglang":
+        cmd = sglang_argv(argv, args, os.environ)
+        os.execvp(cmd[0], cmd)
+    p = placement(args, os.environ)
+    local_rank = int(os.environ.get(ENV_LOCAL_RANK, 0))
+    tag = "" if p.world_size == 1 else f" [rank {p.rank(local_rank)}]"
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
-                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+                        format=f"[%(asctime)s] %(levelname)s %(name)s{tag}: %(message)s")
+    if p.world_size > 1:
+        from radix_runtime.distributed.rank import run
+
+        return run(args, p, local_rank, argv)
     from radix_runtime.server.app import serve  # after arg parsing: --help stays fast
 
     return asyncio.run(serve(args, engine_config(args)))

@@ -17,6 +17,8 @@ import traceback
 import torch
 
 from ..cache.kv_pool import KVPool
+from ..distributed.group import current
+from ..distributed.runner import LeaderRunner, StageRunner
 from ..scheduler.request import Req
 from ..scheduler.scheduler import Scheduler
 from ..tokenizer import Tokenizer
@@ -37,8 +39,9 @@ def _device(name: str) -> torch.device:
 
 
 def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> int:
-    a = model.args
-    per_token = KVPool.bytes_per_token(a.num_layers, a.num_kv_heads, a.head_dim, dtype)
+    """KV slots this rank can hold (its layers and KV heads only); the group takes the minimum."""
+    attn = model.attention_layers()
+    per_token = KVPool.bytes_per_token(len(attn), attn[0].kvh, attn[0].d, dtype)
     if cfg.max_total_tokens:
         return cfg.max_total_tokens
     if device.type == "cuda":
@@ -47,6 +50,28 @@ def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> 
         budget = total * frac - (total - free)  # what the weights left of our share
         return max(int(budget / per_token), context_length)
     return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
+
+
+def check_parallel(config: EngineConfig) -> None:
+    g = current()
+    if (config.tp_size, config.pp_size) != (g.tp_size, g.pp_size):
+        raise ValueError(f"--tp-size {config.tp_size} --pp-size {config.pp_size} needs a process group "
+                         "of that shape: start it with `python -m radix_runtime.launch_server`")
+
+
+def load_shard(config: EngineConfig, device: torch.device):
+    """This rank's part of the model and its KV pool -> (model, hf_config, dtype, pool)."""
+    check_parallel(config)
+    hf_config = read_json(os.path.join(config.model_path, "config.json"))
+    dtype = resolve_dtype(config.dtype, hf_config, device)
+    model, hf_config = load_model(config.model_path, dtype, device, config.context_length)
+    if current().pp_size > model.args.num_layers:
+        raise ValueError(f"--pp-size {current().pp_size} exceeds the model's {model.args.num_layers} layers")
+    context_length = config.context_length or model.args.max_position_embeddings
+    size = current().min_across(_pool_size(config, model, dtype, device, context_length))
+    attn = model.attention_layers()
+    pool = KVPool(size, len(attn), attn[0].kvh, attn[0].d, dtype, device)
+    return model, hf_config, dtype, pool
 
 
 def _put_all(items) -> None:
@@ -62,24 +87,22 @@ class Engine:
         self.device = _device(config.device)
         if config.page_size != 1:
             raise ValueError("only --page-size 1 is supported")
-        if config.tp_size != 1 or config.pp_size != 1:
-            raise ValueError("tensor/pipeline parallelism is not implemented yet")
+        check_parallel(config)
         self.model_path = config.model_path
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
-        hf_config = read_json(os.path.join(config.model_path, "config.json"))
-        self.dtype = resolve_dtype(config.dtype, hf_config, self.device)
         torch.manual_seed(config.random_seed)
-        model, self.hf_config = load_model(config.model_path, self.dtype, self.device, config.context_length)
+        model, self.hf_config, self.dtype, self.pool = load_shard(config, self.device)
         self.context_length = config.context_length or model.args.max_position_embeddings
         self.eos_token_ids = eos_token_ids(config.model_path, self.hf_config)
         if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:
             self.eos_token_ids = {self.tokenizer.eos_token_id}
         self.vocab_size = model.args.vocab_size
-        size = _pool_size(config, model, self.dtype, self.device, self.context_length)
-        a = model.args
-        self.pool = KVPool(size, a.num_layers, a.num_kv_heads, a.head_dim, self.dtype, self.device)
-        print(f"[radix_runtime] KV pool: {size} tokens on {self.device} ({self.dtype})", file=sys.stderr, flush=True)
+        print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
+              file=sys.stderr, flush=True)
         self.runner = ModelRunner(model, self.pool, self.device)
+        self.group = current()
+        if self.group.world_size > 1:  # rank 0 of a group: every step goes to all ranks
+            self.runner = LeaderRunner(StageRunner(self.runner, self.group), self.group.health.fail)
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
                                    config, self.context_length)
         self._lock = threading.Lock()  # held around each scheduler step and admin call
@@ -240,7 +263,12 @@ class Engine:
             computed_prefill_tokens_total=s.computed_prefill_tokens_total,
             generation_tokens_total=s.generation_tokens_total,
             num_retractions_total=s.num_retractions_total, last_step_time=self.last_step_time,
+            broken=self._broken(),
         )
+
+    def _broken(self) -> str | None:
+        h = self.group.health
+        return f"the process group is broken: {h.reason}" if h is not None and h.reason else None
 
     def check_integrity(self) -> None:
         with self._lock:
@@ -252,3 +280,6 @@ class Engine:
             self._stop = True
             self._cv.notify()
         await asyncio.to_thread(self._thread.join)
+        if self.group.health is not None:
+            self.group.health.set_state("stopping")  # the followers leave now; that is no failure
+        await asyncio.to_thread(self.runner.close)

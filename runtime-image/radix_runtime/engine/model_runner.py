@@ -65,7 +65,9 @@ class ModelRunner:
         """-> (last-token hidden states [B, hidden] in seqs order, {i: logits [n, V]} for seqs
         that asked for all positions)."""
         fb, order = self._batch(seqs)
-        hidden = self.model(fb)
+        return self.outputs(seqs, order, self.model(fb))
+
+    def outputs(self, seqs: list[SeqInput], order: list[int], hidden: torch.Tensor):
         last = torch.empty(len(seqs), hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
         full: dict[int, torch.Tensor] = {}
         off = 0
@@ -78,5 +80,9 @@ class ModelRunner:
         return last, full
 
     @torch.inference_mode()
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(hidden)
+    def logits(self, last_hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """float32 logits [len(rows), V] of those rows of forward()'s last-token hidden states."""
+        return self.model.logits(last_hidden[rows])
+
+    def close(self) -> None:
+        """Nothing to release in one process (the distributed runner tells its ranks to stop)."""

@@ -83,6 +83,7 @@ class EngineStats:
     generation_tokens_total: int
     num_retractions_total: int
     last_step_time: float  # time.monotonic() of the last scheduler step (health: "is it alive")
+    broken: str | None = None  # why the engine cannot serve at all (a rank of its group is gone)
 
 
 @dataclass

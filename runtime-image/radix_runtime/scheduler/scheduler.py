@@ -245,11 +245,11 @@ class Scheduler:
             else:
                 sample_idx.append(i)
         if sample_idx:
-            self._sample([plan[i][0] for i in sample_idx], last_hidden[sample_idx], outputs)
+            logits = self.runner.logits(last_hidden, sample_idx)
+            self._sample([plan[i][0] for i in sample_idx], logits, outputs)
         return outputs
 
-    def _sample(self, reqs: list[Req], hidden: torch.Tensor, outputs: list[EngineOutput]) -> None:
-        logits = self.runner.logits(hidden)
+    def _sample(self, reqs: list[Req], logits: torch.Tensor, outputs: list[EngineOutput]) -> None:
         lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
         raw = logits[lp_rows].clone() if lp_rows else None
         rows = [SampleRow(r.sampling, r.input_ids, r.output_ids, self._stop_ids(r), r.seed_gen) for r in reqs]

@@ -1,7 +1,9 @@
 """/health (cheap, for liveness) and /health_generate (a real one-token generation).
 
-Both answer 503 while the model loads, after it failed to load, while draining, and when the
-scheduler has work but has not stepped for --watchdog-timeout seconds (it is stuck).
+Both answer 503 while the model loads, after it failed to load, while draining, when the
+scheduler has work but has not stepped for --watchdog-timeout seconds (it is stuck), and when a
+rank of a tensor/pipeline-parallel group died or hung (the process then exits, see
+distributed/health.py).
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
             "radix_cache_usage_perc": stats.cache_usage,
             "num_requests_running": stats.num_running_reqs,
             "num_requests_waiting": stats.num_waiting_reqs, "speculative_decoding_enabled": False}
+    if stats.broken:
+        return 503, {**body, "status": "unhealthy", "reason": stats.broken}
     if phase == DRAINING:
         return 503, {**body, "status": "draining", "reason": "server is shutting down"}
     stalled = now - stats.last_step_time

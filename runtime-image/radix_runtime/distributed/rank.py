@@ -1,0 +1,114 @@
+"""One rank process: join the group, then lead (rank 0: HTTP + scheduler) or follow.
+
+Rank 0 owns the rendezvous TCPStore (at --dist-init-addr), which also carries the heartbeats. The
+group and the model shard are set up inside the server's background load, so /health answers
+"loading" meanwhile; followers set up the same way and then run the leader's ops. A follower that
+gets SIGTERM keeps following (its leader may still be draining requests) and exits 0 when the
+leader stops or goes away.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import threading
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from . import group as groups
+from .health import OK, GroupHealth
+from .launcher import Placement, die_with_parent, spawn_local_ranks, watch_children
+
+log = logging.getLogger("radix_runtime.rank")
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
+    from ..launch_server import engine_config
+
+    if "OMP_NUM_THREADS" not in os.environ:  # the node's cores, shared among its ranks
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // p.local_ranks))
+    rank = p.rank(local_rank)
+    if local_rank:
+        die_with_parent()
+        if os.getppid() != int(os.environ.get("RADIX_PARENT_PID", os.getppid())):
+            return 1  # the launcher died before we could ask to die with it
+    config = engine_config(args)
+    device = _device(config.device, local_rank)
+    config.device = str(device)
+    health = GroupHealth("127.0.0.1" if rank == 0 else p.host, p.port, rank, p.world_size,
+                         args.dist_heartbeat_timeout)
+    children = spawn_local_ranks(p, argv) if local_rank == 0 else []
+    watch_children(children, health.fail)
+    timeout = timedelta(seconds=args.dist_timeout)
+    log.info("rank %d of %d (tp %d x pp %d, node %d/%d), rendezvous at %s:%d", rank, p.world_size,
+             p.tp, p.pp, p.node_rank, p.nnodes, p.host, p.port)
+    if rank == 0:
+        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=True, timeout=timeout,
+                              wait_for_workers=False)
+        health.start()
+        code = _lead(args, config, store, p, device, health)
+    else:
+        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=False, timeout=timeout)
+        code = _follow(args, config, store, p, rank, device, health, serve_http=local_rank == 0)
+    for c in children:  # they got the leader's stop too; the pod ends when all its ranks have
+        try:
+            c.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            c.kill()
+    return code
+
+
+def _join(store, p: Placement, rank: int, device, health, timeout: float) -> groups.Group:
+    return groups.init(dist.PrefixStore("pg", store), rank, p.tp, p.pp, device, timeout, health)
+
+
+def _lead(args, config, store, p, device, health) -> int:
+    from ..engine.engine import Engine
+    from ..server.app import serve
+
+    def factory(cfg):
+        _join(store, p, 0, device, health, args.dist_timeout)
+        engine = Engine(cfg)
+        health.set_state(OK)
+        return engine
+
+    return asyncio.run(serve(args, config, factory))
+
+
+def _follow(args, config, store, p, rank, device, health, serve_http: bool) -> int:
+    from ..engine.engine import load_shard
+    from ..engine.model_runner import ModelRunner
+    from .health_http import serve_health
+    from .runner import StageRunner, follow
+
+    def on_term(*_):
+        health.terminating = True
+    signal.signal(signal.SIGTERM, on_term)
+    if serve_http:
+        serve_health(health, args.host, args.port)
+    g = _join(store, p, rank, device, health, args.dist_timeout)
+    health.start()
+    torch.manual_seed(config.random_seed)
+    model, _, _, pool = load_shard(config, device)
+    stage = StageRunner(ModelRunner(model, pool, device), g)
+    log.info("rank %d ready: layers [%d, %d), %d KV slots", rank, model.model.start, model.model.end, pool.size)
+    try:
+        follow(stage)
+    except Exception as e:
+        health.fail(f"rank {rank}: {type(e).__name__}: {e}")
+        threading.Event().wait()  # the exit comes from health's grace timer
+    log.info("rank %d: the leader stopped the group", rank)
+    return 0
