@@ -4,7 +4,10 @@ to one process on the same checkpoint, radix hits included; and a group that los
 503 and goes away completely."""
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,26 +38,54 @@ def test_a_dead_rank_takes_the_whole_group_down(start_pods):
     victim = next(p for p in group.pids if p not in (group.procs[0].pid, follower_launcher)
                   and _parent(p) == follower_launcher)
     assert httpx.get(group.url + "/health").json()["status"] == "healthy"
-    t0 = time.monotonic()
-    import os, signal
     os.kill(victim, signal.SIGKILL)
-    seen = {0: set(), 1: set()}
-    while time.monotonic() - t0 < 20 and any(p.poll() is None for p in group.procs):
-        for pod in (0, 1):
-            if group.procs[pod].poll() is None:
-                seen[pod].add(group.health(pod))
+    took, seen = _watch_exit(group, [0, 1])
+    assert took < 10, took  # found at once (the pod sees its child die), plus the 1 s grace
+    assert 503 in seen[0] and 503 in seen[1], seen
+    _assert_nothing_left(group)
+
+
+def test_a_frozen_rank_is_found_by_its_silence(start_pods):
+    group = start_pods("llama", 2, 1, 2)
+    os.kill(group.procs[1].pid, signal.SIGSTOP)  # alive, sockets open, but no heartbeat
+    try:
+        took, seen = _watch_exit(group, [0])
+    finally:
+        os.kill(group.procs[1].pid, signal.SIGKILL)  # as Kubernetes would delete the pod
+    assert 3 <= took < 10, took  # the 3 s heartbeat timeout + grace
+    assert 503 in seen[0], seen
+
+
+def test_followers_leave_when_the_leader_dies(start_pods):
+    group = start_pods("llama", 1, 2, 2)
+    os.kill(group.procs[0].pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    assert group.procs[1].wait(10) != 0
+    assert time.monotonic() - t0 < 10
+    _assert_nothing_left(group)
+
+
+def _watch_exit(group, pods: list[int], limit: float = 20):
+    """Poll the pods' /health until they exit: (seconds taken, {pod: statuses seen})."""
+    t0 = time.monotonic()
+    seen: dict[int, set] = {i: set() for i in pods}
+    while time.monotonic() - t0 < limit and any(group.procs[i].poll() is None for i in pods):
+        for i in pods:
+            if group.procs[i].poll() is None:
+                seen[i].add(group.health(i))
         time.sleep(0.05)
     took = time.monotonic() - t0
-    codes = [p.poll() for p in group.procs]
-    assert codes[0] not in (None, 0) and codes[1] not in (None, 0), (codes, group.log())
-    assert took < 10, took  # heartbeat timeout 3 s + grace 1 s, with slack for a loaded machine
-    assert 503 in seen[0] and 503 in seen[1], seen
-    deadline = time.monotonic() + 5
+    codes = [group.procs[i].poll() for i in pods]
+    assert all(c not in (None, 0) for c in codes), (codes, group.log())
+    return took, seen
+
+
+def _assert_nothing_left(group, within: float = 5) -> None:
+    deadline = time.monotonic() + within
     while group.leftovers() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert group.leftovers() == []
 
 
 def _parent(pid: int) -> int:
-    from pathlib import Path
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -1,5 +1,5 @@
 """The same requests against any server: shared prefixes (radix hits), a batch, input logprobs,
-chat. Greedy, so a group and a single process must agree token for token."""
+seeded sampling, chat. A group and a single process must agree token for token."""
 from __future__ import annotations
 
 import httpx
@@ -29,6 +29,10 @@ def run_workload(url: str) -> list[dict]:
         out.append({"ids": r["output_ids"], "cached": m["cached_tokens"],
                     "input_lp": [lp for lp, _, *_ in m["input_token_logprobs"]],
                     "output_lp": [lp for lp, _, *_ in m["output_token_logprobs"]]})
+        # sampled, not greedy: rank 0 alone draws, so a seed gives the single process's tokens
+        r = _generate(c, {"text": "Once upon a time", "sampling_params": {
+            "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 12, "sampling_seed": 7}})
+        out.append({"ids": r["output_ids"], "cached": r["meta_info"]["cached_tokens"]})
         chat = c.post("/v1/chat/completions", json={
             "model": "x", "messages": [{"role": "user", "content": "Write a haiku about autumn."}],
             "max_tokens": 10, "temperature": 0})
