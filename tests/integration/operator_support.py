@@ -130,6 +130,14 @@ class Api:
     def delete_sgld(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
 
+    def delete_all_sglds(self, timeout: float = 20) -> None:
+        """Delete this namespace's SGLangDeployments and wait until they are gone. Call it while an
+        operator still runs: finalizers (kopf adds one for daemons) need it to let go."""
+        for item in self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)["items"]:
+            _or_none(lambda: self.delete_sgld(item["metadata"]["name"]))
+        wait_for(lambda: not self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)["items"],
+                 timeout=timeout, interval=0.3, what="SGLangDeployments to be deleted")
+
     def lws(self, name: str) -> dict:
         return self.custom.get_namespaced_custom_object(*LWS[:2], self.ns, LWS[2], name)
 
@@ -265,6 +273,10 @@ class Proxy:
 
     def down(self) -> None:
         if self._listener is not None:
+            try:  # wakes the thread blocked in accept(); close() alone would leave it accepting
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -36,6 +36,8 @@ def start_operator(cluster, namespace, tmp_path):
         return op
 
     yield start
+    if any(op.alive() for op in started):
+        Api(cluster.api_client(), namespace).delete_all_sglds()
     for op in started:
         if op.alive():
             op.stop()
@@ -157,8 +159,14 @@ def test_resume_after_a_clean_restart_writes_nothing(api, start_operator):
     assert resource_versions(api, "resume") == before
 
 
-def test_operator_recovers_when_the_api_server_comes_back(cluster, api, start_operator, tmp_path):
-    proxy = Proxy(int(cluster.server.rsplit(":", 1)[1]))
+@pytest.fixture
+def proxy(cluster):
+    p = Proxy(int(cluster.server.rsplit(":", 1)[1]))
+    yield p
+    p.down()
+
+
+def test_operator_recovers_when_the_api_server_comes_back(cluster, proxy, api, start_operator, tmp_path):
     op = start_operator(kubeconfig=admin_kubeconfig_via(cluster, proxy.server, tmp_path / "via-proxy.kubeconfig"))
     api.create(example("apidown"))
     wait_for(lambda: all(api.children("apidown").values()), what="children")
@@ -174,4 +182,3 @@ def test_operator_recovers_when_the_api_server_comes_back(cluster, api, start_op
     wait_for(lambda: api.lws("apidown")["spec"]["replicas"] == 2 and api.service("apidown-api"), timeout=40,
              interval=0.5, what="convergence after the API server came back")
     assert op.alive()
-    proxy.down()

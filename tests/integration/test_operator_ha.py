@@ -54,6 +54,7 @@ def test_two_replicas_one_leader_no_fighting_and_failover(cluster, api_client, n
         lease = coord.read_namespaced_lease("sglang-operator", namespace)
         assert lease.spec.lease_transitions >= 1
     finally:
+        api.delete_all_sglds()
         for op in ops:
             if op.alive():
                 op.stop()

@@ -88,6 +88,7 @@ def test_operator_under_the_charts_service_account(cluster, api_client, namespac
         assert op.alive(), op.log_tail()
     finally:
         if op is not None:
+            Api(api_client, namespace).delete_all_sglds()
             op.stop()
         for d in cluster_scoped:
             cluster.kubectl("delete", d["kind"], d["metadata"]["name"], "--ignore-not-found", "--wait=false")

@@ -23,8 +23,10 @@ def operator(cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def api(api_client, namespace):
-    return Api(api_client, namespace)
+def api(operator, api_client, namespace):
+    api = Api(api_client, namespace)
+    yield api
+    api.delete_all_sglds()  # while the operator runs: it removes kopf's finalizer
 
 
 def rendered(api: Api, name: str) -> dict[str, dict]:

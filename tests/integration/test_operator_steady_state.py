@@ -39,7 +39,7 @@ def write_counts(api_client) -> dict[tuple, float]:
 
 def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path):
     api = Api(api_client, namespace)
-    # The resync timer fires inside the window: steady state includes the safety net.
+    # The periodic resync fires inside the window: steady state includes the safety net.
     op = Operator(cluster.kubeconfig, tmp_path, "-n", namespace, "--resync-seconds=20")
     try:
         api.create(example("steady"))
@@ -60,7 +60,7 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
         assert resource_versions(api, "steady") == rvs
         assert len(api.events()) == events
         assert delta == {}, f"API writes during {WINDOW}s of steady state: {delta}"
-        # The operator was not idle by accident: the resync timer ran and found nothing to do ...
+        # The operator was not idle by accident: the resync ran and found nothing to do ...
         assert op.metric_sum("sglang_operator_reconciles_total", kind="Resync") >= 2
         assert op.metric_sum("sglang_operator_reconciles_total") > reconciles
         # ... and it still reacts at once.
@@ -69,4 +69,5 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
                  what="drift repair after the window")
         assert op.alive()
     finally:
+        api.delete_all_sglds()
         op.stop()

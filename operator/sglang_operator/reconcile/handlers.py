@@ -8,12 +8,16 @@ Triggers:
   changes flow into our status;
 - the LeaderWorkerSet CRD becoming established: objects waiting for it (Degraded, retrying with
   backoff) are reconciled at once instead of at their next retry;
-- a slow resync timer as a safety net for events missed while the API server was unreachable.
+- a slow resync of every known object, as a safety net for events missed while the API server was
+  unreachable. Not a kopf timer: kopf puts a finalizer on every object that has timers or daemons,
+  which would block deleting an SGLangDeployment (and its namespace) while the operator is down.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
+import threading
 from typing import Any, Mapping
 
 import kopf
@@ -56,7 +60,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kopf.Index, **_: Any) -> None:
     # Handler progress (retry counts) under status.kopf, which the CRD keeps; handlers return None,
     # so nothing else lands in status. The diff base stays in an annotation under our own domain.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -66,7 +70,29 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
     settings.posting.level = logging.WARNING
     memo.reconciler = Reconciler(Kube(load_api_client(), FIELD_MANAGER), post=_post)
+    memo.resync_stop = threading.Event()
+    # The thread inherits kopf's context (event posting needs it); the index is kopf's live view.
+    resync = contextvars.copy_context().run
+    threading.Thread(target=resync, args=(_resync_loop, memo, deployments), daemon=True, name="resync").start()
     LEADER.set(1)
+
+
+@kopf.on.cleanup()
+def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync_stop.set()
+
+
+def _resync_loop(memo: kopf.Memo, index: kopf.Index) -> None:
+    while not memo.resync_stop.wait(RESYNC_SECONDS):
+        try:
+            keys = list(index.get(None, []))
+        except RuntimeError:  # the index changed under us; next round
+            continue
+        for namespace, name in keys:
+            try:
+                memo.reconciler.reconcile(namespace, name, trigger="Resync")
+            except Exception as e:
+                log.warning("periodic resync of %s/%s failed: %s", namespace, name, describe(e))
 
 
 def _run(memo: kopf.Memo, namespace: str, name: str, trigger: str, retry: int) -> None:
@@ -129,9 +155,3 @@ def lws_crd_changed(body: kopf.Body, type: str | None, deployments: kopf.Index, 
                            namespace, name, describe(e))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    try:
-        memo.reconciler.reconcile(namespace, name, trigger="Resync")
-    except Exception as e:
-        logger.warning("periodic resync failed: %s", describe(e))
