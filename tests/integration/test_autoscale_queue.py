@@ -180,7 +180,7 @@ class Load:
     """`workers` clients sending long generations back to back to the current leaders (like the
     Service would, round robin) until stopped; stopping cancels them (the servers abort them)."""
 
-    def __init__(self, lws: FakeLws, workers: int = 8):
+    def __init__(self, lws: FakeLws, workers: int):
         self.lws, self.workers = lws, workers
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
@@ -261,7 +261,9 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
 
         # Load: the queue of the one leader fills; after the up window the groups go to max.
         t_load = time.time()
-        load = Load(fake)
+        # 12 clients, one running per server: >= 9 waiting over 3 groups, so the recommendation stays
+        # at max until the load stops even when a scrape lands between two requests of a client.
+        load = Load(fake, workers=12)
         wait_for(lambda: fake.replicas() == GROUPS, timeout=POLL + UP_WINDOW + 8, interval=0.1,
                  what="scale-up to maxReplicas")
         t_up = next(t for t, r in fake.history if r > 1)
@@ -285,6 +287,7 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
         # Stop the load. In the middle of the down window, kill the operator and start another.
         wait_for(lambda: len(api.core.list_namespaced_pod(api.ns).items) == GROUPS, what="the new leaders")
         time.sleep(POLL * 2)  # every leader scraped at least once under load
+        assert fake.replicas() == GROUPS, fake.history
         load.stop()
         t_stop = time.time()
         wait_for(lambda: sum(s.waiting() for s in servers) == 0, timeout=10, what="the queues to drain")
