@@ -1,23 +1,21 @@
-"""kopf registrations, and nothing else: every handler calls Reconciler.reconcile.
+"""kopf registrations (and their filters): every trigger ends in Reconciler.reconcile.
 
 Triggers:
 - the SGLangDeployment: create, update (spec/metadata; our own status writes do not trigger it) and
-  resume (operator start); delete is optional (no finalizer: garbage collection removes children);
+  resume (operator start); our delete handler is optional, so it adds no finalizer (garbage
+  collection removes the children);
 - its children (LeaderWorkerSet, Service, PodDisruptionBudget), selected by a controller owner
   reference to an SGLangDeployment: an edit or a deletion is repaired within seconds, and LWS status
   changes flow into our status;
 - the LeaderWorkerSet CRD becoming established: objects waiting for it (Degraded, retrying with
   backoff) are reconciled at once instead of at their next retry;
-- a slow resync of every known object, as a safety net for events missed while the API server was
-  unreachable. Not a kopf timer: kopf puts a finalizer on every object that has timers or daemons,
-  which would block deleting an SGLangDeployment (and its namespace) while the operator is down.
+- a slow resync of every known object (resync.py), a safety net for events missed while the API
+  server was unreachable.
 """
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
-import threading
 from typing import Any, Mapping
 
 import kopf
@@ -25,6 +23,7 @@ import kopf
 from ..api.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import LEADER
 from . import events as ev
+from . import resync
 from .kube import LWS_CRD, LWS_GROUP, LWS_PLURAL, LWS_VERSION, Kube, describe, load_api_client
 from .reconciler import Reconciler
 
@@ -70,29 +69,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
     settings.posting.level = logging.WARNING
     memo.reconciler = Reconciler(Kube(load_api_client(), FIELD_MANAGER), post=_post)
-    memo.resync_stop = threading.Event()
-    # The thread inherits kopf's context (event posting needs it); the index is kopf's live view.
-    resync = contextvars.copy_context().run
-    threading.Thread(target=resync, args=(_resync_loop, memo, deployments), daemon=True, name="resync").start()
+    # `deployments` is kopf's live index (filled as objects are listed and watched).
+    memo.resync_stop = resync.start(memo.reconciler.reconcile, lambda: deployments.get(None, []), RESYNC_SECONDS)
     LEADER.set(1)
 
 
 @kopf.on.cleanup()
 def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_stop.set()
-
-
-def _resync_loop(memo: kopf.Memo, index: kopf.Index) -> None:
-    while not memo.resync_stop.wait(RESYNC_SECONDS):
-        try:
-            keys = list(index.get(None, []))
-        except RuntimeError:  # the index changed under us; next round
-            continue
-        for namespace, name in keys:
-            try:
-                memo.reconciler.reconcile(namespace, name, trigger="Resync")
-            except Exception as e:
-                log.warning("periodic resync of %s/%s failed: %s", namespace, name, describe(e))
 
 
 def _run(memo: kopf.Memo, namespace: str, name: str, trigger: str, retry: int) -> None:
