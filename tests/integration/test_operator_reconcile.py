@@ -124,3 +124,4 @@ def test_drift_is_repaired_from_watch_events(operator, api):
     assert "spec.leaderWorkerTemplate.size" in repaired and "spec.selector" in repaired
     assert operator.metric_sum("sglang_operator_api_writes_total", kind="Service", action="repaired") >= 1
     assert operator.metric_sum("sglang_operator_reconciles_total", kind="Service") >= 1
+    assert operator.metric_sum("sglang_operator_reconcile_duration_seconds_count", kind="LeaderWorkerSet") >= 1
