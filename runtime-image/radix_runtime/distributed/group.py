@@ -76,6 +76,10 @@ class Group:
     def send(self, x: torch.Tensor, dst: int) -> None:
         dist.send(x.contiguous(), dst)
 
+    def isend(self, x: torch.Tensor, dst: int):
+        """Asynchronous: the caller keeps x alive until .wait()."""
+        return dist.isend(x.contiguous(), dst)
+
     def recv(self, shape, dtype: torch.dtype, src: int) -> torch.Tensor:
         x = torch.empty(shape, dtype=dtype, device=self.device)
         dist.recv(x, src)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -68,7 +69,12 @@ def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
             c.wait(timeout=30)
         except subprocess.TimeoutExpired:
             c.kill()
-    return code
+    # skip interpreter teardown: destroying a process group whose peers are leaving too can
+    # abort (std::terminate in gloo's destructors) and turn a clean stop into a crash
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _join(store, p: Placement, rank: int, device, health, timeout: float) -> groups.Group:

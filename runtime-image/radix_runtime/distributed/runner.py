@@ -3,7 +3,7 @@
 Rank 0's scheduler talks to a `LeaderRunner`, which has ModelRunner's interface: each call is
 broadcast as an op (the step's batch description, or which rows to score) so that every rank runs
 the same forward on its shard (`StageRunner`): receive the previous stage's hidden states, run its
-layers, send them on. The last stage's first TP rank ships what the scheduler needs (last-token
+layers, send them on, in pp micro-batches so the stages overlap. The last stage's first TP rank ships what the scheduler needs (last-token
 hidden states, logits) to rank 0, which alone samples: one RNG, one decision, as in one process.
 Followers sit in `follow()` until the leader says stop.
 """
@@ -21,6 +21,20 @@ FORWARD, LOGITS, STOP = "forward", "logits", "stop"
 log = logging.getLogger("radix_runtime.runner")
 
 
+def micro_batches(seqs: list[SeqInput], n: int) -> list[list[int]]:
+    """Up to n contiguous runs of seqs with about equal token counts (one run without PP)."""
+    total = sum(len(s.token_ids) for s in seqs)
+    out: list[list[int]] = [[]]
+    done = 0
+    for i, s in enumerate(seqs):
+        # cut where this sequence's middle passes the current run's share
+        if out[-1] and len(out) < n and done + len(s.token_ids) / 2 >= total * len(out) / n:
+            out.append([])
+        out[-1].append(i)
+        done += len(s.token_ids)
+    return out
+
+
 class StageRunner:
     """This rank's part of an op."""
 
@@ -29,24 +43,39 @@ class StageRunner:
         self.model = runner.model
         self.hidden_size = self.model.args.hidden_size
         self.vocab_size = self.model.args.vocab_size
+        self.dtype = runner.pool.k[0].dtype
         self._last: torch.Tensor | None = None  # last stage: the last forward's last-token states
         # the ranks whose results rank 0 receives instead of computing them itself
         self.ships = g.pp_size > 1 and g.is_last_stage and g.tp_rank == 0
 
     @torch.inference_mode()
     def forward(self, seqs: list[SeqInput]):
+        """Micro-batches under PP: while stage s+1 runs one, stage s already runs the next."""
         g = self.g
-        fb, order = self.runner._batch(seqs)
-        x = None
-        if not g.is_first_stage:
-            x = g.recv((fb.input_ids.numel(), self.hidden_size), self.runner.pool.k[0].dtype,
-                       g.rank - g.tp_size)
-        h = self.model(fb, x)
+        last = full = None
+        sends = []
+        if g.is_last_stage:
+            last, full = [None] * len(seqs), {}
+        for idx in micro_batches(seqs, g.pp_size):
+            part = [seqs[i] for i in idx]
+            fb, order = self.runner._batch(part)
+            x = None
+            if not g.is_first_stage:
+                x = g.recv((fb.input_ids.numel(), self.hidden_size), self.dtype, g.rank - g.tp_size)
+            h = self.model(fb, x)
+            if not g.is_last_stage:
+                sends.append((g.isend(h, g.rank + g.tp_size), h))
+                continue
+            part_last, part_full = self.runner.outputs(part, order, h)
+            for j, i in enumerate(idx):
+                last[i] = part_last[j]
+                if j in part_full:
+                    full[i] = part_full[j]
+        for work, _ in sends:
+            work.wait()
         if not g.is_last_stage:
-            g.send(h, g.rank + g.tp_size)
             return None
-        last, full = self.runner.outputs(seqs, order, h)
-        self._last = last
+        self._last = last = torch.stack(last)
         if self.ships:
             g.send(last, 0)
             if full:
@@ -89,7 +118,7 @@ class LeaderRunner:
         if self.g.is_last_stage:
             return out
         g, src = self.g, self.g.last_stage_head
-        last = g.recv((len(seqs), self.stage.hidden_size), self.pool.k[0].dtype, src)
+        last = g.recv((len(seqs), self.stage.hidden_size), self.stage.dtype, src)
         want = [i for i, s in enumerate(seqs) if s.all_logits]
         full = {}
         if want:

@@ -1,6 +1,7 @@
 """Each rank builds and loads only its shard: TP slices of every matrix (KV heads replicated when
 there are fewer than ranks), its pipeline stage's layers, padded vocab ranges. No process group is
-needed to load, so this runs in one process with the group description set by hand."""
+needed to load, so this runs in one process with the group description set by hand. And how a
+pipeline step is cut into micro-batches."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from radix_runtime.distributed import group as groups
+from radix_runtime.distributed.runner import micro_batches
 from radix_runtime.engine.loader import load_model
+from radix_runtime.engine.model_runner import SeqInput
 from radix_runtime.tiny_model import write_tiny_model
 
 
@@ -71,3 +74,13 @@ def test_pp_stage_holds_only_its_layers_and_ends(ckpt, as_rank):
 def test_indivisible_shapes_are_refused(ckpt, as_rank):
     with pytest.raises(ValueError, match="not divisible by the tensor-parallel size 3"):
         as_rank(ckpt[0], 3, 1, 0)
+
+
+@pytest.mark.parametrize("lens,n", [([1] * 9, 2), ([300, 1, 1, 1], 2), ([1, 1, 40], 2), ([7], 4),
+                                    ([5, 9, 2, 2, 8, 1, 1], 3), ([1] * 5, 1)])
+def test_micro_batches_are_contiguous_balanced_runs(lens, n):
+    seqs = [SeqInput([0] * k, 0, torch.zeros(k, dtype=torch.long)) for k in lens]
+    runs = micro_batches(seqs, n)
+    assert [i for run in runs for i in run] == list(range(len(lens)))
+    assert all(runs) and len(runs) <= n
+    assert len(runs) == min(n, len(lens)) or max(lens) > sum(lens) / n  # splits unless one dominates
