@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from . import group as groups
 from .health import OK, GroupHealth
+from .health_http import serve_health
 from .launcher import Placement, die_with_parent, spawn_local_ranks, watch_children
 
 log = logging.getLogger("radix_runtime.rank")
@@ -53,17 +54,18 @@ def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
                          args.dist_heartbeat_timeout)
     children = spawn_local_ranks(p, argv) if local_rank == 0 else []
     watch_children(children, health.fail)
-    timeout = timedelta(seconds=args.dist_timeout)
     log.info("rank %d of %d (tp %d x pp %d, node %d/%d), rendezvous at %s:%d", rank, p.world_size,
              p.tp, p.pp, p.node_rank, p.nnodes, p.host, p.port)
     if rank == 0:
-        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=True, timeout=timeout,
-                              wait_for_workers=False)
+        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=True,
+                              timeout=timedelta(seconds=args.dist_timeout), wait_for_workers=False)
         health.start()
         code = _lead(args, config, store, p, device, health)
     else:
-        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=False, timeout=timeout)
-        code = _follow(args, config, store, p, rank, device, health, serve_http=local_rank == 0)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(health, "terminating", True))
+        if local_rank == 0:  # the pod's probes get answers ("starting") while rank 0 is awaited
+            serve_health(health, args.host, args.port)
+        code = _follow(args, config, p, rank, device, health)
     for c in children:  # they got the leader's stop too; the pod ends when all its ranks have
         try:
             c.wait(timeout=30)
@@ -94,26 +96,24 @@ def _lead(args, config, store, p, device, health) -> int:
     return asyncio.run(serve(args, config, factory))
 
 
-def _follow(args, config, store, p, rank, device, health, serve_http: bool) -> int:
+def _follow(args, config, p, rank, device, health) -> int:
     from ..engine.engine import load_shard
     from ..engine.model_runner import ModelRunner
-    from .health_http import serve_health
     from .runner import StageRunner, follow
 
-    def on_term(*_):
-        health.terminating = True
-    signal.signal(signal.SIGTERM, on_term)
-    if serve_http:
-        serve_health(health, args.host, args.port)
-    g = _join(store, p, rank, device, health, args.dist_timeout)
-    health.start()
-    torch.manual_seed(config.random_seed)
-    model, _, _, pool = load_shard(config, device)
-    stage = StageRunner(ModelRunner(model, pool, device), g)
-    log.info("rank %d ready: layers [%d, %d), %d KV slots", rank, model.model.start, model.model.end, pool.size)
     try:
+        store = dist.TCPStore(p.host, p.port, p.world_size, is_master=False,
+                              timeout=timedelta(seconds=args.dist_timeout))
+        g = _join(store, p, rank, device, health, args.dist_timeout)
+        health.start()
+        torch.manual_seed(config.random_seed)
+        model, _, _, pool = load_shard(config, device)
+        stage = StageRunner(ModelRunner(model, pool, device), g)
+        log.info("rank %d ready: layers [%d, %d), %d KV slots", rank, model.model.start,
+                 model.model.end, pool.size)
         follow(stage)
     except Exception as e:
+        log.exception("rank %d failed", rank)
         health.fail(f"rank {rank}: {type(e).__name__}: {e}")
         threading.Event().wait()  # the exit comes from health's grace timer
     log.info("rank %d: the leader stopped the group", rank)
