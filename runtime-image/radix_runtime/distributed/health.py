@@ -1,11 +1,12 @@
 """Group health: a heartbeat beside the collectives, over rank 0's rendezvous TCPStore.
 
-Every rank bumps its counter every `interval`; rank 0 watches the counters and publishes the group's
-state ("starting", "ok", "stopping" or "broken: why") under one key that the others read back with
-each beat; a rank that fails itself (a collective error, a dead local rank) says so at once. A rank that stops beating for `timeout` (killed, frozen, its node gone) or a collective
-that fails breaks the group: rank 0's /health turns 503, and every rank exits non-zero after a
-short grace, so LeaderWorkerSet recreates the group instead of leaving it hung in a collective. A
-follower that cannot reach rank 0's store for `timeout` treats the group as broken too.
+Every rank bumps its counter every `interval`; rank 0 watches the counters and publishes the
+group's state ("starting", "ok", "stopping", "broken") under one key that the others read back with
+each beat. A rank that stops beating for `timeout` (killed, frozen, its node gone), or one that
+fails itself (a collective error, a dead local rank; it says so at once) breaks the group: rank
+0's /health turns 503, and every rank exits non-zero after a short grace, so LeaderWorkerSet
+recreates the group instead of leaving it hung in a collective. A follower that cannot reach rank
+0's store for `timeout` treats the group as broken too.
 """
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ import torch.distributed as dist
 log = logging.getLogger("radix_runtime.group")
 STARTING, OK, STOPPING, BROKEN = "starting", "ok", "stopping", "broken"
 EXIT_GRACE_S = 1.0  # long enough for a probe or a client to see the 503
-
-
 _STATE, _FAILED = "health/state", "health/failed"
 
 

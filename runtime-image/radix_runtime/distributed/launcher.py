@@ -22,6 +22,7 @@ from typing import Mapping
 DIST_INIT_PORT = 20000  # the renderer's default rendezvous port (render/engines.py)
 ENV_LOCAL_RANK = "RADIX_LOCAL_RANK"
 ENV_GPUS_PER_NODE = "RADIX_GPUS_PER_NODE"
+ENV_PARENT_PID = "RADIX_PARENT_PID"  # lets a child notice a launcher that died before PDEATHSIG
 # our flags that upstream SGLang does not know: never forwarded to it (name -> takes a value)
 LAUNCHER_ONLY = {"--engine": True, "--gpus-per-node": True, "--dist-init-port": True,
                  "--dist-heartbeat-timeout": True}
@@ -115,7 +116,7 @@ def spawn_local_ranks(p: Placement, argv: list[str]) -> list[subprocess.Popen]:
     """Local ranks 1.. as children running this same command line."""
     procs = []
     for local in range(1, p.local_ranks):
-        env = {**os.environ, ENV_LOCAL_RANK: str(local), "RADIX_PARENT_PID": str(os.getpid())}
+        env = {**os.environ, ENV_LOCAL_RANK: str(local), ENV_PARENT_PID: str(os.getpid())}
         procs.append(subprocess.Popen([sys.executable, "-m", "radix_runtime.launch_server", *argv], env=env))
     return procs
 

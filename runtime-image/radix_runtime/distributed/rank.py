@@ -23,7 +23,7 @@ import torch.distributed as dist
 from . import group as groups
 from .health import OK, GroupHealth
 from .health_http import serve_health
-from .launcher import Placement, die_with_parent, spawn_local_ranks, watch_children
+from .launcher import ENV_PARENT_PID, Placement, die_with_parent, spawn_local_ranks, watch_children
 
 log = logging.getLogger("radix_runtime.rank")
 
@@ -32,6 +32,9 @@ def _device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"local rank {local_rank} needs GPU {local_rank}, this pod has "
+                             f"{torch.cuda.device_count()} (tp x pp / nnodes ranks per pod)")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device(name)
@@ -45,7 +48,7 @@ def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
     rank = p.rank(local_rank)
     if local_rank:
         die_with_parent()
-        if os.getppid() != int(os.environ.get("RADIX_PARENT_PID", os.getppid())):
+        if os.getppid() != int(os.environ.get(ENV_PARENT_PID, os.getppid())):
             return 1  # the launcher died before we could ask to die with it
     config = engine_config(args)
     device = _device(config.device, local_rank)

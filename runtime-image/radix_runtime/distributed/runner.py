@@ -3,8 +3,9 @@
 Rank 0's scheduler talks to a `LeaderRunner`, which has ModelRunner's interface: each call is
 broadcast as an op (the step's batch description, or which rows to score) so that every rank runs
 the same forward on its shard (`StageRunner`): receive the previous stage's hidden states, run its
-layers, send them on, in pp micro-batches so the stages overlap. The last stage's first TP rank ships what the scheduler needs (last-token
-hidden states, logits) to rank 0, which alone samples: one RNG, one decision, as in one process.
+layers, send them on, in pp micro-batches so the stages overlap. The last stage's first TP rank
+ships what the scheduler needs (last-token hidden states, logits) to rank 0, which alone samples:
+one RNG, one decision, as in one process.
 Followers sit in `follow()` until the leader says stop.
 """
 from __future__ import annotations
@@ -98,7 +99,6 @@ class LeaderRunner:
 
     def __init__(self, stage: StageRunner, on_error):
         self.stage, self.g, self.on_error = stage, stage.g, on_error
-        self.pool, self.device = stage.runner.pool, stage.runner.device
         self._lock = threading.Lock()  # one op at a time, in one order on every rank
 
     def _call(self, op, compute):
