@@ -25,7 +25,7 @@ def k8s_expand(s: str, env: dict[str, str]) -> str:
 
 
 def pods(path: Path):
-    """(spec, [(env, command, args) for the leader and each worker]) of one example."""
+    """(spec, [(env, command, args, container) for the leader and each worker]) of one example."""
     doc = yaml.safe_load(path.read_text())
     name = doc["metadata"]["name"]
     spec = parse_spec(doc["spec"])
@@ -38,7 +38,7 @@ def pods(path: Path):
         env = {"LWS_LEADER_ADDRESS": f"{name}-0.{name}.serving", "LWS_GROUP_SIZE": str(size),
                "LWS_WORKER_INDEX": str(index)}
         c = tmpl["spec"]["containers"][0]
-        out.append((env, [k8s_expand(a, env) for a in c["command"]], [k8s_expand(a, env) for a in c["args"]]))
+        out.append((env, [k8s_expand(a, env) for a in c["command"]], [k8s_expand(a, env) for a in c["args"]], c))
     return spec, out
 
 
@@ -47,7 +47,7 @@ def test_rendered_pods_start_the_launcher_where_lws_puts_them(path):
     spec, group = pods(path)
     par = spec.parallelism
     assert len(group) == par.group_size
-    for env, command, args in group:
+    for env, command, args, container in group:
         assert not any("$(" in a for a in command + args), args  # every variable is known
         if spec.engine == "sglang":
             assert command == ["python3", "-m", "sglang.launch_server"]
@@ -61,6 +61,11 @@ def test_rendered_pods_start_the_launcher_where_lws_puts_them(path):
             assert command == ["python", "-m", "radix_runtime.launch_server"]
             parsed = parse_args(args, env)
             assert engine_config(parsed).model_path == spec.model.path  # `$` and spaces survive
+            # every pod, follower or leader, serves /health where its probes look
+            http = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+            assert parsed.port == http and parsed.host == "0.0.0.0"
+            probe = container["livenessProbe"]["httpGet"]
+            assert probe == {"path": "/health", "port": "http"}
         p = placement(parsed, env)
         assert (p.tp, p.pp, p.nnodes) == (par.tp, par.pp, par.group_size)
         assert p.local_ranks == par.effective_gpus_per_pod or par.group_size == 1
