@@ -39,8 +39,10 @@ test: venv cluster-bins
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# The chart ships the same CRD (helm installs charts/*/crds/ before the templates).
 crds: venv
 	$(PY) -m sglang_operator.api.crd --write crds/
+	$(PY) -m sglang_operator.api.crd --write charts/sglang-operator/crds/
 
 demo: venv cluster-bins
 	@echo "make demo: not yet (lands with the demo issue)"

@@ -88,6 +88,9 @@ def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster
         "Ready": "AllGroupsReady", "Progressing": "Complete", "Degraded": "AsExpected"}
     table = cluster.kubectl("-n", api.ns, "get", "sgld", "st", "--no-headers").stdout.split()
     assert table[:3] == ["st", "1", "1"]  # NAME READY REPLICAS
+    header, row = cluster.kubectl("-n", api.ns, "get", "sgld", "st").stdout.splitlines()[:2]
+    col = header.index("STATUS")  # empty columns make split() unreliable: cut at the header
+    assert row[col:].split()[0] == "AllGroupsReady"  # the Ready condition's reason
 
     api.patch_sgld("st", {"spec": {"parallelism": {"dp": 2}}})
     wait_for(lambda: (api.condition("st", "Progressing") or {}).get("reason") == "ScalingUp", what="ScalingUp")

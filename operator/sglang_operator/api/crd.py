@@ -25,7 +25,13 @@ PRINTER_COLUMNS = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas", "description": "Groups wanted now"},
     {"name": "Queue", "type": "integer", "jsonPath": ".status.queueDepth", "description": "Waiting requests over all leaders"},
     {"name": "Engine", "type": "string", "jsonPath": ".spec.engine", "description": "radix or sglang"},
+    # The Ready condition's reason tells the story in one word (e.g. LeaderWorkerSetMissing);
+    # its message, which says what to do, shows with `-o wide`.
+    {"name": "Status", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+     "description": "Reason of the Ready condition"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+     "description": "What the Ready condition says to do next", "priority": 1},
 ]
 
 

@@ -13,9 +13,9 @@ def test_chart_crds_are_identical_to_the_generated_ones():
     top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     assert top, "crds/ is empty"
-    assert chart.keys() == top.keys(), "copy crds/*.yaml into charts/sglang-operator/crds/"
+    assert chart.keys() == top.keys(), "run `make crds` (it writes both crds/ and charts/sglang-operator/crds/)"
     for name in top:
-        assert chart[name] == top[name], f"charts/sglang-operator/crds/{name} differs from crds/{name}: copy it again"
+        assert chart[name] == top[name], f"charts/sglang-operator/crds/{name} differs from crds/{name}: run `make crds`"
 
 
 def test_values_default_to_ha_and_hardened_pods():
