@@ -1,5 +1,5 @@
 """The same requests against any server: shared prefixes (radix hits), a batch, input logprobs,
-seeded sampling, chat. A group and a single process must agree token for token."""
+seeded sampling, chat, an embedding. A group and a single process must agree token for token."""
 from __future__ import annotations
 
 import httpx
@@ -38,6 +38,9 @@ def run_workload(url: str) -> list[dict]:
             "max_tokens": 10, "temperature": 0})
         chat.raise_for_status()
         out.append({"text": chat.json()["choices"][0]["message"]["content"]})
+        emb = c.post("/v1/embeddings", json={"model": "x", "input": "The quick brown fox"})
+        emb.raise_for_status()  # the last stage's final hidden state, shipped to rank 0
+        out.append({"embedding": emb.json()["data"][0]["embedding"]})
     return out
 
 
@@ -46,6 +49,9 @@ def assert_same(got: list[dict], want: list[dict]) -> None:
     for g, w in zip(got, want):
         assert g.get("ids") == w.get("ids") and g.get("text") == w.get("text")
         assert g.get("cached") == w.get("cached")
+        if "embedding" in w:
+            assert len(g["embedding"]) == len(w["embedding"])
+            assert max(abs(a - b) for a, b in zip(g["embedding"], w["embedding"])) < 1e-4
         for key in ("input_lp", "output_lp"):
             if key in w:
                 assert [x is None for x in g[key]] == [x is None for x in w[key]]
