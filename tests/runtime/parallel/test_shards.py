@@ -11,7 +11,9 @@ from torch import nn
 
 from radix_runtime.distributed import group as groups
 from radix_runtime.distributed.runner import micro_batches
+from radix_runtime.engine.engine import load_shard
 from radix_runtime.engine.loader import load_model
+from radix_runtime.engine.protocol import EngineConfig
 from radix_runtime.engine.model_runner import SeqInput
 from radix_runtime.tiny_model import write_tiny_model
 
@@ -84,3 +86,23 @@ def test_micro_batches_are_contiguous_balanced_runs(lens, n):
     assert [i for run in runs for i in run] == list(range(len(lens)))
     assert all(runs) and len(runs) <= n
     assert len(runs) == min(n, len(lens)) or max(lens) > sum(lens) / n  # splits unless one dominates
+
+
+class _Alone(groups.Group):
+    """A rank description without peers: the pool size needs no agreement."""
+
+    def min_across(self, value: int) -> int:
+        return value
+
+
+@pytest.mark.parametrize("tp,pp,rank,layers,kv_heads", [(2, 1, 1, 3, 1), (4, 1, 2, 3, 1), (1, 2, 1, 1, 2),
+                                                        (2, 2, 3, 1, 1)])
+def test_kv_pool_holds_only_this_ranks_layers_and_heads(ckpt, tp, pp, rank, layers, kv_heads):
+    groups.set_current(_Alone(tp, pp, rank))
+    try:
+        cfg = EngineConfig(model_path=ckpt[0], tp_size=tp, pp_size=pp, max_total_tokens=64)
+        _, _, _, pool = load_shard(cfg, torch.device("cpu"))
+    finally:
+        groups.set_current(groups.Group())
+    assert len(pool.k) == len(pool.v) == layers
+    assert pool.k[0].shape == (65, kv_heads, 16)
