@@ -322,6 +322,8 @@ def test_turning_autoscaling_off_hands_replicas_back_to_dp_and_on_again_keeps_th
         lws = wait_for(lambda: (l := api.lws_or_none("h")) and replicas_owners(l) == {AUTOSCALER_MANAGER} and l,
                        timeout=20, what="the autoscaler to own the replicas")
         assert lws["spec"]["replicas"] == 2
+        # The autoscaler adds no finalizer: deleting a deployment never waits for the operator.
+        assert not api.sgld("h")["metadata"].get("finalizers")
         # No leader answers here: the autoscaler holds (never a reason to scale down) and says why.
         active = wait_for(lambda: condition(api, "h", "ScalingActive").get("reason") == "NoMetrics" and
                           condition(api, "h", "ScalingActive"), timeout=15, what="NoMetrics")

@@ -1,47 +1,69 @@
-"""kopf registrations of the autoscaler: one daemon per SGLangDeployment (imported by the CLI).
+"""kopf registrations of the autoscaler (imported by the CLI): an index of what each
+SGLangDeployment asks for, and one supervising task started with the operator (schedule.py).
 
-A daemon rather than a timer: the poll interval is per object (spec.autoscaling.pollIntervalSeconds)
-and may change while it runs. The daemon of a deployment without autoscaling only idles. Operator
-restarts and leader-election hand-overs lose nothing: the windows live on the LeaderWorkerSet.
+Operator restarts and leader-election hand-overs lose nothing: the windows live on the
+LeaderWorkerSet (state.py).
 """
 from __future__ import annotations
 
-import logging
-from typing import Any, Mapping
+import asyncio
+import socket
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
 
 import kopf
 
-from ..api.names import GROUP, PLURAL, VERSION
+from ..api.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..reconcile.events import Event
-from ..reconcile.kube import Kube, describe, load_api_client
+from ..reconcile.kube import Kube, load_api_client
 from .handoff import AUTOSCALER_MANAGER
 from .loop import Autoscaler, Settings
+from .report import OUR_CONDITIONS
+from .schedule import View, supervise
 
 
-def _post(parent: Mapping[str, Any], e: Event) -> None:
-    kopf.event(dict(parent), type=e.type, reason=e.reason, message=e.message)
+def poster(kube: Kube) -> Callable[[Mapping[str, Any], Event], None]:
+    """Events written through the API: kopf.event needs context that only kopf's own handler
+    tasks carry, and our passes run in a task of our own."""
+    instance = socket.gethostname()
+
+    def post(parent: Mapping[str, Any], e: Event) -> None:
+        meta = parent["metadata"]
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", content_type="application/json", body={
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": e.type, "reason": e.reason, "message": e.message[:1024],
+            "source": {"component": "sglang-operator"}, "reportingComponent": "sglang-operator",
+            "reportingInstance": instance, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
+    return post
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def autoscaling_views(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status,
+                      **_: Any) -> dict[tuple[str, str], View]:
+    enabled = bool((spec.get("autoscaling") or {}).get("enabled"))
+    ours = any(c.get("type") in OUR_CONDITIONS for c in status.get("conditions") or [])
+    return {(namespace, name): View(enabled, ours)}
+
+
+def _views(index: kopf.Index) -> dict[tuple[str, str], View]:
+    return {key: view for key, store in index.items() for view in store}
 
 
 @kopf.on.startup()
-def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
-    memo.autoscaler = Autoscaler(Kube(load_api_client(), AUTOSCALER_MANAGER), post=_post, settings=Settings.from_env())
+async def start_autoscaler(memo: kopf.Memo, autoscaling_views: kopf.Index, **_: Any) -> None:
+    kube = Kube(load_api_client(), AUTOSCALER_MANAGER)
+    scaler = Autoscaler(kube, post=poster(kube), settings=Settings.from_env())
+    memo.autoscaler = asyncio.create_task(supervise(scaler, lambda: _views(autoscaling_views)))
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", cancellation_timeout=10)
-async def autoscaler(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
-                     logger: logging.Logger, **_: Any) -> None:
-    scaler: Autoscaler = memo.autoscaler
-    try:
-        while not stopped:
-            try:
-                # `body` is kopf's live view of the object: no read needed to see autoscaling is off.
-                if (body.get("spec", {}).get("autoscaling") or {}).get("enabled"):
-                    delay = await scaler.tick(namespace, name)
-                else:
-                    delay = await scaler.idle(body)
-            except Exception as e:  # API server or network trouble: the next tick tries again
-                logger.warning("autoscaler tick failed: %s", describe(e))
-                delay = scaler.settings.idle_interval / 3
-            await stopped.wait(delay)
-    finally:
-        scaler.forget(namespace, name)
+@kopf.on.cleanup()
+async def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task | None = memo.get("autoscaler")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

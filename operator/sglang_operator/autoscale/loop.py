@@ -131,7 +131,7 @@ class Autoscaler:
             message = report.scale_message(a.metric, d, obs, cfg)
             log.info("%s/%s: %s", namespace, name, message)
             if self.post is not None:
-                self.post(parent, Event(NORMAL, "Autoscaled", message))
+                await self._call(self.post, parent, Event(NORMAL, "Autoscaled", message))
         await self._write_status(parent, report.conditions(a.metric, d, obs, cfg), desired=d.desired,
                                  queue=d.total, scaled=scaled)
         return a.poll_interval_seconds
@@ -146,11 +146,11 @@ class Autoscaler:
         else:
             self._drop(QUEUE, namespace, name)
 
-    async def idle(self, body: Mapping[str, Any]) -> float:
-        """A deployment without autoscaling, seen through kopf's live body (no API read): only say so
-        once in status if our conditions are there from before."""
-        await self._disabled(body)
-        return self.settings.idle_interval
+    async def disabled(self, namespace: str, name: str) -> None:
+        """Autoscaling was turned off and our conditions are still in status: say so once."""
+        parent = await self._call(self.kube.get, sgld_ref(namespace, name))
+        if parent is not None:
+            await self._disabled(parent)
 
     async def _disabled(self, parent: Mapping[str, Any]) -> None:
         meta = parent["metadata"]

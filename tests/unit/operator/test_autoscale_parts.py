@@ -201,3 +201,48 @@ def test_rollout_in_progress(status, replicas, want):
 def test_settings_from_env():
     s = Settings.from_env({"SGLANG_OPERATOR_AUTOSCALER_TOLERANCE": "0", "SGLANG_OPERATOR_AUTOSCALER_SCRAPE_TIMEOUT": "0.5"})
     assert (s.tolerance, s.scrape_timeout, s.concurrency) == (0.0, 0.5, 16)
+
+
+class _Recorder:
+    """Stands in for Autoscaler in the scheduling test: records calls, answers intervals."""
+
+    def __init__(self):
+        self.settings = Settings(idle_interval=0.3)
+        self.calls: list[tuple[str, str]] = []
+
+    async def tick(self, namespace, name):
+        self.calls.append(("tick", name))
+        if name == "broken":
+            raise RuntimeError("API server away")
+        return 0.1
+
+    async def disabled(self, namespace, name):
+        self.calls.append(("disabled", name))
+
+    def forget(self, namespace, name):
+        self.calls.append(("forget", name))
+
+
+def test_supervise_runs_each_object_on_its_interval_and_reacts_to_changes():
+    from sglang_operator.autoscale.schedule import View, supervise
+
+    views = {("ns", "on"): View(True, True), ("ns", "off"): View(False, True), ("ns", "broken"): View(True, False)}
+    rec = _Recorder()
+
+    async def scenario():
+        task = asyncio.create_task(supervise(rec, lambda: views, step=0.01))
+        await asyncio.sleep(0.55)
+        first = list(rec.calls)
+        views[("ns", "off")] = View(True, True)  # turned on: acted on at once
+        views.pop(("ns", "on"))  # deleted
+        rec.calls.clear()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return first, list(rec.calls)
+
+    first, after = asyncio.run(scenario())
+    assert 2 <= first.count(("tick", "on")) <= 7  # every 0.1 s over 0.55 s (slack for a busy machine)
+    assert first.count(("disabled", "off")) == 2  # every idle interval (0.3 s)
+    assert 2 <= first.count(("tick", "broken")) <= 7  # after a failure: again in idle/3 = 0.1 s
+    assert ("tick", "off") in after and ("forget", "on") in after
