@@ -59,7 +59,7 @@ class StageRunner:
             last, full = [None] * len(seqs), {}
         for idx in micro_batches(seqs, g.pp_size):
             part = [seqs[i] for i in idx]
-            fb, order = self.runner._batch(part)
+            fb, order = self.runner.batch(part)
             x = None
             if not g.is_first_stage:
                 x = g.recv((fb.input_ids.numel(), self.hidden_size), self.dtype, g.rank - g.tp_size)

@@ -3,7 +3,8 @@
 The scheduler hands over a list of `SeqInput`s (new tokens + the sequence's whole slot list); the
 runner lays them out decode-first (see ForwardBatch), runs the model once and returns the final
 hidden state of each sequence's last token (plus every position's logits where input logprobs are
-wanted). Everything model- and device-specific stays here and below.
+wanted). Everything model- and device-specific stays here and below. In a tensor/pipeline-parallel
+group each rank has one over its shard, driven by distributed/runner.py.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class ModelRunner:
         for attn in model.attention_layers():
             attn.backend = self.backend
 
-    def _batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
+    def batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
+        """The ForwardBatch of seqs (decode first) and the order its rows are in."""
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].token_ids) != 1)
         ids, pos, loc, extends, dec_slots = [], [], [], [], []
         for i in order:
@@ -64,10 +66,11 @@ class ModelRunner:
     def forward(self, seqs: list[SeqInput]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """-> (last-token hidden states [B, hidden] in seqs order, {i: logits [n, V]} for seqs
         that asked for all positions)."""
-        fb, order = self._batch(seqs)
+        fb, order = self.batch(seqs)
         return self.outputs(seqs, order, self.model(fb))
 
     def outputs(self, seqs: list[SeqInput], order: list[int], hidden: torch.Tensor):
+        """The final hidden states [T, hidden] of batch(seqs) -> forward()'s result."""
         last = torch.empty(len(seqs), hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
         full: dict[int, torch.Tensor] = {}
         off = 0
