@@ -27,7 +27,7 @@ def reference(models, tmp_path_factory):
 
     def get(arch: str) -> list:
         if arch not in cache:
-            s = Server(models[arch], ["--disable-cuda-graph"], tmp_path_factory.mktemp("ref") / "server.log")
+            s = Server(models[arch], [], tmp_path_factory.mktemp("ref") / "server.log")
             try:
                 cache[arch] = run_workload(s.wait_ready().url)
             finally:
