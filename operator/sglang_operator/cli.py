@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["SGLANG_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)  # read by handlers at import
     from . import metrics
     from .reconcile import handlers  # noqa: F401  (registers the handlers)
-    from .autoscale import handlers as _autoscaler  # noqa: F401  (registers the autoscaler daemon)
+    from .autoscale import handlers as _autoscaler  # noqa: F401  (registers the autoscaler)
 
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_addr)
