@@ -7,39 +7,17 @@ LeaderWorkerSet (state.py).
 from __future__ import annotations
 
 import asyncio
-import socket
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import kopf
 
-from ..api.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from ..reconcile.events import Event
+from ..api.names import GROUP, PLURAL, VERSION
+from ..reconcile.events import api_poster
 from ..reconcile.kube import Kube, load_api_client
 from .handoff import AUTOSCALER_MANAGER
 from .loop import Autoscaler, Settings
 from .report import OUR_CONDITIONS
 from .schedule import View, supervise
-
-
-def poster(kube: Kube) -> Callable[[Mapping[str, Any], Event], None]:
-    """Events written through the API: kopf.event needs context that only kopf's own handler
-    tasks carry, and our passes run in a task of our own."""
-    instance = socket.gethostname()
-
-    def post(parent: Mapping[str, Any], e: Event) -> None:
-        meta = parent["metadata"]
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", content_type="application/json", body={
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},
-            "type": e.type, "reason": e.reason, "message": e.message[:1024],
-            "source": {"component": "sglang-operator"}, "reportingComponent": "sglang-operator",
-            "reportingInstance": instance, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
-    return post
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -57,7 +35,7 @@ def _views(index: kopf.Index) -> dict[tuple[str, str], View]:
 @kopf.on.startup()
 async def start_autoscaler(memo: kopf.Memo, autoscaling_views: kopf.Index, **_: Any) -> None:
     kube = Kube(load_api_client(), AUTOSCALER_MANAGER)
-    scaler = Autoscaler(kube, post=poster(kube), settings=Settings.from_env())
+    scaler = Autoscaler(kube, post=api_poster(kube), settings=Settings.from_env())
     memo.autoscaler = asyncio.create_task(supervise(scaler, lambda: _views(autoscaling_views)))
 
 

@@ -49,10 +49,6 @@ def _owned(meta: Mapping[str, Any], **_: Any) -> bool:
     return owner_name(meta) is not None
 
 
-def _post(parent: Mapping[str, Any], e: ev.Event) -> None:
-    kopf.event(dict(parent), type=e.type, reason=e.reason, message=e.message)
-
-
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)  # the same credentials as our own client (kube.load_api_client)
@@ -68,7 +64,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
     settings.posting.level = logging.WARNING
-    memo.reconciler = Reconciler(Kube(load_api_client(), FIELD_MANAGER), post=_post)
+    kube = Kube(load_api_client(), FIELD_MANAGER)
+    memo.reconciler = Reconciler(kube, post=ev.api_poster(kube))
     # `deployments` is kopf's live index (filled as objects are listed and watched).
     memo.resync_stop = resync.start(memo.reconciler.reconcile, lambda: deployments.get(None, []), RESYNC_SECONDS)
     LEADER.set(1)
