@@ -89,6 +89,12 @@ class Decision:
         return self.proposal is not None
 
 
+def _ceil(x: float) -> int:
+    """ceil that ignores float noise: 6 groups' worth of load summed in another order can come out as
+    6.000000000000001, and one extra group for a rounding error is not a decision."""
+    return math.ceil(x - 1e-9)
+
+
 def propose(cfg: Config, obs: Observation) -> int | None:
     """Step 1: the raw recommendation, or None when no leader reported the metric."""
     if not obs.values:
@@ -96,10 +102,10 @@ def propose(cfg: Config, obs: Observation) -> int | None:
     total = float(sum(obs.values))
     per_current = cfg.target * max(obs.current, 1)  # the band is relative to the groups we have
     if total / per_current > 1 + cfg.tolerance:  # missing groups as 0
-        return max(math.ceil(total / cfg.target), obs.current)  # seeing less than we have: no reason to go down
+        return max(_ceil(total / cfg.target), obs.current)  # seeing less than we have: no reason to go down
     adjusted = total + obs.missing * cfg.target  # missing groups exactly at target
     if adjusted / per_current < 1 - cfg.tolerance:
-        return min(math.ceil(adjusted / cfg.target), obs.current)
+        return min(_ceil(adjusted / cfg.target), obs.current)
     return obs.current
 
 
@@ -123,7 +129,7 @@ def up_limit(current: int, state: State, now: float, b: Behavior) -> int:
     for p in b.policies:
         added, removed = state.changes_within(now, p.period)
         start = current - added + removed  # groups at the start of the period
-        out.append(start + p.value if p.type == "Pods" else math.ceil(start * (1 + p.value / 100)))
+        out.append(start + p.value if p.type == "Pods" else _ceil(start * (1 + p.value / 100)))
     return max(current, _select(b.select, out, larger_is_more=True))
 
 

@@ -280,3 +280,13 @@ def test_a_replayed_sequence_stays_in_bounds_and_remembers(c, current, ticks):
         d = decide(c, Observation(current, [load] * max(1, current), 0), State.decode(s.encode()), t)
         assert c.min_replicas <= d.desired <= c.max_replicas
         current, s = d.desired, d.state
+
+
+def test_float_noise_in_the_sum_is_not_an_extra_group():
+    """Found by the property above: 6 groups' worth of load summed in another order came out as
+    6.000000000000001 targets, and a plain ceil asked for a 7th group."""
+    t = 1.9752723160440224
+    c = cfg(min_r=1, max_r=7, target=t, tolerance=0)
+    seen = decide(c, Observation(7, [0.0, t], 5), State(), NOW).desired
+    blind = decide(c, Observation(7, [0.0], 6), State(), NOW).desired
+    assert seen == blind == 6
