@@ -201,6 +201,22 @@ def resource_versions(api: Api, name: str) -> dict[str, str | None]:
     return out
 
 
+def settled_versions(api: Api, name: str, quiet: float = 2.0, timeout: float = 30) -> dict[str, str | None]:
+    """resourceVersions once nothing has changed for `quiet` seconds: a first Ready condition can be
+    followed by more status writes (child events arrive one by one), which a test must not blame on
+    whatever it does next."""
+    deadline = time.monotonic() + timeout
+    last, since = resource_versions(api, name), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = resource_versions(api, name)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+    raise AssertionError(f"{name} and its children kept changing for {timeout}s: {last}")
+
+
 def token_kubeconfig(cluster, token: str, path: Path, server: str | None = None) -> Path:
     from tests.cluster.controlplane import kubeconfig_dict
 

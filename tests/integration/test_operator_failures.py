@@ -12,7 +12,8 @@ import time
 import pytest
 from kubernetes import client, watch
 
-from .operator_support import (Api, Operator, Proxy, admin_kubeconfig_via, example, resource_versions, wait_for)
+from .operator_support import (Api, Operator, Proxy, admin_kubeconfig_via, example, resource_versions,
+                               settled_versions, wait_for)
 
 pytestmark = pytest.mark.cluster
 
@@ -151,7 +152,7 @@ def test_resume_after_a_clean_restart_writes_nothing(api, start_operator):
     op = start_operator()
     api.create(example("resume"))
     wait_for(lambda: all(api.children("resume").values()) and api.condition("resume", "Ready"), what="convergence")
-    before = resource_versions(api, "resume")
+    before = settled_versions(api, "resume")
     assert op.stop() == 0
     op2 = start_operator()
     wait_for(lambda: op2.metric_sum("sglang_operator_reconciles_total", kind="SGLangDeployment") >= 1,
