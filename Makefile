@@ -3,12 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CACHE ?= $(HOME)/.cache/sglang-fleet
+# Binary cache (control-plane builds, bench output): SGLANG_FLEET_CACHE or CACHE=... moves it.
+SGLANG_FLEET_CACHE ?= $(HOME)/.cache/sglang-fleet
+CACHE ?= $(SGLANG_FLEET_CACHE)
 export SGLANG_FLEET_CACHE := $(CACHE)
 # pytest args, e.g. `make test PYTEST_ARGS="-k radix -x"`
 PYTEST_ARGS ?=
 
-.PHONY: help venv cluster-bins test test-unit crds demo bench dev-cluster dev-cluster-down clean
+.PHONY: print-cache help venv cluster-bins test test-unit crds demo bench dev-cluster dev-cluster-down clean
 
 help:
 	@echo "make test              install everything needed and run the whole suite"
@@ -58,3 +60,6 @@ dev-cluster-down: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+print-cache:
+	@echo $$SGLANG_FLEET_CACHE
