@@ -17,7 +17,7 @@ k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 build_etcd() {
   [ -x "$etcd_dir/etcd" ] && return
-  log "building etcd $ETCD_VERSION (first time only, ~2 min)"
+  log "building etcd $ETCD_VERSION (first time only, about 1 min)"
   local work; work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
   # etcd's server module has replace directives, so `go install pkg@v` refuses it; a wrapper
   # module that requires it builds fine.
@@ -35,7 +35,7 @@ build_kubernetes() {
   local v=${KUBERNETES_VERSION#v} work gomod
   local major=${v%%.*} minor; minor=${v#*.}; minor=${minor%%.*}
   local staging="v0.$minor.${v##*.}"
-  log "building ${k8s_bins[*]} $KUBERNETES_VERSION (first time only: ~1.5 GB of modules, 15-30 min on 2 cores)"
+  log "building ${k8s_bins[*]} $KUBERNETES_VERSION (first time only: ~1.5 GB of modules, 4-6 min on 2 cores)"
   work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   pushd "$work" >/dev/null
@@ -70,7 +70,7 @@ build_kubernetes() {
 build_helm() {
   local dir="$cache/bin/helm-$HELM_VERSION"
   [ -x "$dir/helm" ] && return
-  log "building helm $HELM_VERSION (first time only, ~2 min)"
+  log "building helm $HELM_VERSION (first time only, about 1 min)"
   GOBIN="$dir" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   log "helm ready: $dir/helm"
