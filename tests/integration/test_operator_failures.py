@@ -171,6 +171,8 @@ def test_operator_recovers_when_the_api_server_comes_back(cluster, proxy, api, s
     op = start_operator(kubeconfig=admin_kubeconfig_via(cluster, proxy.server, tmp_path / "via-proxy.kubeconfig"))
     api.create(example("apidown"))
     wait_for(lambda: all(api.children("apidown").values()), what="children")
+    wait_for(lambda: (api.sgld("apidown").get("status") or {}).get("observedGeneration") == 1,
+             what="first status")  # written after the children: wait, or the cut may come between
 
     proxy.down()
     api.patch_sgld("apidown", {"spec": {"parallelism": {"dp": 2}}})  # the operator cannot see this yet

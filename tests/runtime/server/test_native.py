@@ -150,7 +150,13 @@ def test_stream_interval_extend_stream_and_chat_n_stream(server):
             "sampling_params": {"max_new_tokens": 9, "stream_interval": 4, "ignore_eos": True}}
     with httpx.stream("POST", server.url + "/generate", json=body) as r:
         events = sse_events(r)
-    assert [e["meta_info"]["completion_tokens"] for e in events] == [4, 8, 9]
+    counts = [e["meta_info"]["completion_tokens"] for e in events]
+    assert counts[-1] == 9 and events[-1]["meta_info"]["finish_reason"] == {"type": "length", "length": 9}
+    # Every chunk but the last comes at least stream_interval tokens after the one before; a loaded
+    # machine may coalesce updates (the engine hands a slow reader the latest state), so [4, 8, 9]
+    # is typical but [8, 9] or [9] are legal too, while [1, 2, ...] is not.
+    assert counts == sorted(set(counts))
+    assert all(b - a >= 4 for a, b in zip([0] + counts[:-2], counts[:-1]))
     rid = events[-1]["meta"]["rid"]
     with httpx.stream("POST", server.url + "/extend", json={
             "rid": rid, "input_ids": [60, 70], "stream": True,
