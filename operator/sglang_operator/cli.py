@@ -12,10 +12,12 @@ import threading
 import urllib.parse
 import uuid
 
+from .settings import AutoscalerSettings, LeaderElection, Settings
+
 log = logging.getLogger("sglang_operator.cli")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sglang-operator", description="Kubernetes operator for SGLangDeployments")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the operator")
@@ -30,22 +32,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE"),
                    help="namespace of the Lease (default: $POD_NAMESPACE, else the first watched namespace)")
     r.add_argument("--leader-election-id", default="sglang-operator", help="name of the Lease")
-    r.add_argument("--identity", default=None, help="holder identity (default: $POD_NAME or hostname + random)")
+    r.add_argument("--identity", default=os.environ.get("POD_NAME"),
+                   help="holder identity (default: $POD_NAME or hostname + random)")
     r.add_argument("--lease-duration", type=float, default=15)
     r.add_argument("--renew-deadline", type=float, default=10)
     r.add_argument("--retry-period", type=float, default=2)
     r.add_argument("--resync-seconds", type=float, default=300, help="safety-net resync of every object")
     r.add_argument("--watch-timeout", type=int, default=None,
                    help="server-side timeout of each watch request, seconds (kopf default: none)")
+    env = AutoscalerSettings.from_env()  # SGLANG_OPERATOR_AUTOSCALER_* as the defaults
+    r.add_argument("--autoscaler-tolerance", type=float, default=env.tolerance,
+                   help="no scaling while load/target is within this fraction of 1 (default: %(default)s)")
+    r.add_argument("--autoscaler-scrape-timeout", type=float, default=env.scrape_timeout,
+                   help="seconds per leader scrape (default: %(default)s)")
+    r.add_argument("--autoscaler-concurrency", type=int, default=env.concurrency,
+                   help="leader scrapes in flight (default: %(default)s)")
+    r.add_argument("--autoscaler-idle-interval", type=float, default=env.idle_interval,
+                   help="seconds between looks at a deployment without autoscaling (default: %(default)s)")
     r.add_argument("--log-format", choices=["plain", "full", "json"], default="json")
     r.add_argument("--verbose", action="store_true")
     r.add_argument("--debug", action="store_true")
-    args = p.parse_args(argv)
-    if args.leader_elect and not args.leader_election_namespace:
-        if not args.namespaces:
+    return p
+
+
+def parse_settings(argv: list[str] | None) -> Settings:
+    p = _parser()
+    a = p.parse_args(argv)
+    election = None
+    if a.leader_elect:
+        namespace = a.leader_election_namespace or (a.namespaces or [None])[0]
+        if not namespace:
             p.error("--leader-elect with --all-namespaces needs --leader-election-namespace (or $POD_NAMESPACE)")
-        args.leader_election_namespace = args.namespaces[0]
-    return args
+        identity = a.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        election = LeaderElection(namespace, a.leader_election_id, identity, lease_duration=a.lease_duration,
+                                  renew_deadline=a.renew_deadline, retry_period=a.retry_period)
+    return Settings(
+        namespaces=tuple(a.namespaces or ()), resync_seconds=a.resync_seconds, watch_timeout=a.watch_timeout,
+        metrics_port=a.metrics_port, metrics_addr=a.metrics_addr, liveness=a.liveness, leader_election=election,
+        log_format=a.log_format, verbose=a.verbose, debug=a.debug,
+        autoscaler=AutoscalerSettings(a.autoscaler_tolerance, a.autoscaler_scrape_timeout, a.autoscaler_concurrency,
+                                      a.autoscaler_idle_interval))
 
 
 class _StandbyHealth:
@@ -76,35 +102,33 @@ class _StandbyHealth:
         self.server.server_close()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings) -> int:
     import kopf
 
-    kopf.configure(verbose=args.verbose, debug=args.debug, log_format={
-        "plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}[args.log_format])
-    os.environ["SGLANG_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)  # read by handlers at import
+    kopf.configure(verbose=settings.verbose, debug=settings.debug, log_format={
+        "plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}[settings.log_format])
+    from . import handlers  # noqa: F401  (registers the handlers)
     from . import metrics
-    from .reconcile import handlers  # noqa: F401  (registers the handlers)
-    from .autoscale import handlers as _autoscaler  # noqa: F401  (registers the autoscaler)
 
-    if args.metrics_port:
-        metrics.serve(args.metrics_port, args.metrics_addr)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_addr)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # until kopf installs its own
         signal.signal(sig, lambda *_: stop.set())
 
     elector = None
     lost = threading.Event()
-    if args.leader_elect:
+    le = settings.leader_election
+    if le is not None:
+        from .kube.client import Kube, load_api_client
         from .leader import LeaderElector
-        from .reconcile.kube import Kube, load_api_client
 
-        identity = args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-        elector = LeaderElector(Kube(load_api_client(), handlers.FIELD_MANAGER), args.leader_election_namespace,
-                                args.leader_election_id, identity, lease_duration=args.lease_duration,
-                                renew_deadline=args.renew_deadline, retry_period=args.retry_period)
-        standby = _StandbyHealth(args.liveness) if args.liveness else None
+        elector = LeaderElector(Kube(load_api_client(), handlers.FIELD_MANAGER), le.namespace, le.name, le.identity,
+                                lease_duration=le.lease_duration, renew_deadline=le.renew_deadline,
+                                retry_period=le.retry_period)
+        standby = _StandbyHealth(settings.liveness) if settings.liveness else None
         metrics.LEADER.set(0)
-        log.info("waiting for lease %s/%s as %s", args.leader_election_namespace, args.leader_election_id, identity)
+        log.info("waiting for lease %s/%s as %s", le.namespace, le.name, le.identity)
         acquired = elector.acquire(stop)
         if standby:
             standby.close()
@@ -118,18 +142,12 @@ def run(args: argparse.Namespace) -> int:
                 os.kill(os.getpid(), signal.SIGTERM)  # kopf's own graceful stop: never act without the lease
         threading.Thread(target=keep, daemon=True, name="lease-renewer").start()
 
-    settings = kopf.OperatorSettings()
-    if args.watch_timeout:
-        settings.watching.server_timeout = args.watch_timeout
-        settings.watching.client_timeout = args.watch_timeout + 5
-    settings.watching.connect_timeout = 10
-
     try:
         # No stop_flag: kopf would wait for it in a task that outlives a SIGTERM and delays the exit by
         # 5 s. Losing the lease stops kopf the same way a kubelet does, with SIGTERM.
         if not stop.is_set():
-            kopf.run(standalone=True, clusterwide=args.all_namespaces, namespaces=args.namespaces or (),
-                     liveness_endpoint=args.liveness, settings=settings)
+            kopf.run(standalone=True, clusterwide=settings.all_namespaces, namespaces=settings.namespaces,
+                     liveness_endpoint=settings.liveness, memo=kopf.Memo(settings=settings))
     finally:
         stop.set()
         if elector is not None and not lost.is_set():
@@ -141,10 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.command == "run":
-        return run(args)
-    return 2
+    return run(parse_settings(argv))
 
 
 if __name__ == "__main__":

@@ -15,18 +15,15 @@ import logging
 import random
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from kubernetes.client.exceptions import ApiException
 
-from .reconcile.kube import Kube, describe
+from .kube.client import Kube
+from .kube.conditions import micro_timestamp, now
+from .kube.errors import describe
 
 log = logging.getLogger("sglang_operator.leader")
-
-
-def _micro_time() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -50,8 +47,8 @@ class LeaderElector:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_duration),
-            "acquireTime": prev.get("acquireTime") if mine and prev.get("acquireTime") else _micro_time(),
-            "renewTime": _micro_time(),
+            "acquireTime": prev.get("acquireTime") if mine and prev.get("acquireTime") else micro_timestamp(now()),
+            "renewTime": micro_timestamp(now()),
             "leaseTransitions": int(prev.get("leaseTransitions") or 0) + (0 if mine or not prev else 1),
         }
 
@@ -134,7 +131,7 @@ class LeaderElector:
         try:
             lease = self.kube.request("GET", self.path)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_micro_time())
+                lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1, renewTime=micro_timestamp(now()))
                 self.kube.request("PUT", self.path, body=lease)
                 log.info("released lease %s/%s", self.namespace, self.name)
         except Exception as e:

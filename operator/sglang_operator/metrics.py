@@ -1,8 +1,8 @@
 """Prometheus metrics of the operator itself (served by `sglang-operator run --metrics-port`).
 
 `kind` is the kind of object whose event started a reconcile (SGLangDeployment, LeaderWorkerSet,
-Service, PodDisruptionBudget) or `Resync` for the periodic timer: it tells drift repair and status
-tracking apart from spec changes.
+Service, PodDisruptionBudget, CustomResourceDefinition) or `Resync` for the periodic timer: it tells
+drift repair and status tracking apart from spec changes.
 """
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ DURATION = Histogram("sglang_operator_reconcile_duration_seconds", "Duration of 
 WRITES = Counter("sglang_operator_api_writes", "Writes to the Kubernetes API by kind of object and action",
                  ["kind", "action"])
 LEADER = Gauge("sglang_operator_leader", "1 while this replica holds the leader Lease (or runs without election)")
+
+# The autoscaler's, per SGLangDeployment.
+QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
+              "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "deployment"])
+DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants",
+                ["namespace", "deployment"])
+LEADERS = Gauge("sglang_operator_autoscaler_leaders_reporting", "Ready leaders that answered the last scrape",
+                ["namespace", "deployment"])
+SCALES = Counter("sglang_operator_autoscaler_scales", "LeaderWorkerSet replica changes made by the autoscaler",
+                 ["namespace", "deployment", "direction"])
+SCRAPE_FAILURES = Counter("sglang_operator_autoscaler_scrape_failures",
+                          "Leader scrapes that failed or lacked the metric", ["namespace", "deployment"])
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

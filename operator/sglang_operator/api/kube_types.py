@@ -1,6 +1,7 @@
 """Kubernetes value types (quantities, int-or-percent, names) checked the same way by both layers.
 
-Regexes avoid backslashes so the very same pattern is valid inside a CEL string literal.
+Patterns used inside CEL rules (QUALIFIED_NAME_RE, in `qualified_keys`) avoid backslashes, so the
+very same pattern is valid inside a CEL string literal; IMAGE_RE is only an OpenAPI `pattern`.
 """
 from __future__ import annotations
 

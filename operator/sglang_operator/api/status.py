@@ -8,9 +8,6 @@ from pydantic import Field
 
 from .base import ApiModel
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "ScalingActive")
-
-
 class Condition(ApiModel):
     type: Annotated[str, Field(min_length=1, max_length=316)]
     """Ready, Progressing, Degraded, ScalingActive, ..."""

@@ -1,5 +1,6 @@
-"""Who owns the LeaderWorkerSet's `spec.replicas`: the operator's apply (autoscaling off: dp) or the
-autoscaler's own field manager (autoscaling on).
+"""The autoscaler's side of the LeaderWorkerSet's `spec.replicas` (reconcile/handoff.py's
+ReplicaHandoff): the operator's apply owns it while autoscaling is off (dp), the autoscaler's own
+field manager while it is on.
 
 Server-side apply removes a field its only owner stops sending, and LWS then defaults replicas to
 1: dropping it from the operator's apply before the autoscaler owns it would scale the fleet to
@@ -13,28 +14,20 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..api.lws import LWS_API_VERSION, LWS_KIND, spec_replicas
 from ..api.spec import SGLangDeploymentSpec
-from ..reconcile.kube import Kube, Ref
-from ..render.labels import lws_name
-from ..render.lws import LWS_API_VERSION, LWS_KIND, desired_replicas
+from ..kube.client import Kube, lws_ref
+from ..render.lws import desired_replicas
 from .state import STATE_ANNOTATION
 
 AUTOSCALER_MANAGER = "sglang-autoscaler"
 REPLICAS = "spec.replicas"
 
 
-def lws_ref(namespace: str, name: str) -> Ref:
-    return Ref(LWS_API_VERSION, LWS_KIND, namespace, lws_name(name))
-
-
 def replicas_owners(lws: Mapping[str, Any]) -> set[str]:
     """Field managers that own spec.replicas (from managedFields)."""
     return {m.get("manager", "") for m in (lws.get("metadata") or {}).get("managedFields") or []
             if "f:replicas" in (((m.get("fieldsV1") or {}).get("f:spec")) or {})}
-
-
-def replicas_of(lws: Mapping[str, Any]) -> int:
-    return int((lws.get("spec") or {}).get("replicas", 1))
 
 
 def autoscaler_apply(lws: Mapping[str, Any], replicas: int, state: str | None) -> dict[str, Any]:
@@ -55,13 +48,14 @@ def current_state_text(lws: Mapping[str, Any]) -> str | None:
     return ((lws.get("metadata") or {}).get("annotations") or {}).get(STATE_ANNOTATION)
 
 
-class ReplicaHandoff:
+class AutoscalerHandoff:
+    """`kube` writes as AUTOSCALER_MANAGER."""
+
     def __init__(self, kube: Kube):
-        self.kube = Kube(kube.api, AUTOSCALER_MANAGER, kube.timeout)
+        self.kube = kube
 
     @staticmethod
     def omit(spec: SGLangDeploymentSpec) -> dict[str, tuple[str, ...]]:
-        """Fields the operator's apply leaves out for this spec."""
         return {LWS_KIND: (REPLICAS,)} if spec.autoscaling.enabled else {}
 
     def _take(self, lws: Mapping[str, Any], replicas: int) -> dict[str, Any]:
@@ -73,7 +67,7 @@ class ReplicaHandoff:
             return
         live = self.kube.get(lws_ref(namespace, name))
         if live is not None and AUTOSCALER_MANAGER not in replicas_owners(live):
-            self._take(live, desired_replicas(spec, replicas_of(live)))
+            self._take(live, desired_replicas(spec, spec_replicas(live)))
 
     def after(self, spec: SGLangDeploymentSpec, lws: Mapping[str, Any] | None,
               created: bool) -> Mapping[str, Any] | None:

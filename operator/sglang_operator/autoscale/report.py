@@ -5,15 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
-from ..reconcile.status import with_transition_times
+from ..kube.conditions import condition, groups, of_types, timestamp, with_transition_times
 from .decide import DOWN_LIMIT, ROLLOUT, TOO_FEW, TOO_MANY, UP_LIMIT, Config, Decision, Observation
 
 SCALING_ACTIVE, SCALING_LIMITED = "ScalingActive", "ScalingLimited"
-OUR_CONDITIONS = (SCALING_ACTIVE, SCALING_LIMITED)
-
-
-def _groups(n: int) -> str:
-    return f"{n} group" if n == 1 else f"{n} groups"
+AUTOSCALER_CONDITIONS = (SCALING_ACTIVE, SCALING_LIMITED)
+AUTOSCALER_FIELDS = ("queueDepth", "lastScaleTime")  # besides its conditions; no other writer has them
 
 
 def _num(x: float) -> str:
@@ -41,54 +38,49 @@ def limit_text(reason: str | None, cfg: Config) -> str:
 def conditions(metric: str, d: Decision, obs: Observation, cfg: Config) -> list[dict[str, Any]]:
     """ScalingActive and ScalingLimited, without timestamps."""
     if d.active:
-        active = {"type": SCALING_ACTIVE, "status": "True", "reason": "ValidMetricFound",
-                  "message": f"{observed(metric, d, obs, cfg)}."}
+        active = condition(SCALING_ACTIVE, True, "ValidMetricFound", f"{observed(metric, d, obs, cfg)}.")
     else:
-        active = {"type": SCALING_ACTIVE, "status": "False", "reason": "NoMetrics",
-                  "message": f"No ready leader reported {metric}; holding at {_groups(obs.current)} "
-                             "(missing metrics are never a reason to scale down)."}
+        active = condition(SCALING_ACTIVE, False, "NoMetrics",
+                           f"No ready leader reported {metric}; holding at {groups(obs.current)} "
+                           "(missing metrics are never a reason to scale down).")
     if d.limited:
-        limited = {"type": SCALING_LIMITED, "status": "True", "reason": d.limited,
-                   "message": f"{_groups(d.desired)}: {limit_text(d.limited, cfg)}."}
+        limited = condition(SCALING_LIMITED, True, d.limited, f"{groups(d.desired)}: {limit_text(d.limited, cfg)}.")
     else:
-        limited = {"type": SCALING_LIMITED, "status": "False", "reason": "DesiredWithinRange",
-                   "message": f"{_groups(d.desired)} within [{cfg.min_replicas}, {cfg.max_replicas}]."}
+        limited = condition(SCALING_LIMITED, False, "DesiredWithinRange",
+                            f"{groups(d.desired)} within [{cfg.min_replicas}, {cfg.max_replicas}].")
     return [active, limited]
 
 
 def disabled_conditions() -> list[dict[str, Any]]:
-    return [{"type": SCALING_ACTIVE, "status": "False", "reason": "Disabled",
-             "message": "autoscaling.enabled is false: spec.parallelism.dp (or the scale subresource, "
-                        "e.g. kubectl scale, HPA, KEDA) sets the number of groups."}]
+    return [condition(SCALING_ACTIVE, False, "Disabled",
+                      "autoscaling.enabled is false: spec.parallelism.dp (or the scale subresource, "
+                      "e.g. kubectl scale, HPA, KEDA) sets the number of groups.")]
 
 
 def status_fields(stored: Mapping[str, Any] | None, conds: list[dict[str, Any]], now: datetime, *,
-                  desired: int | None = None, queue: float | None = None, scaled: bool = False) -> dict[str, Any]:
-    """Every status field the autoscaler owns (server-side apply drops owned fields left out)."""
+                  queue: float | None = None, scaled: bool | None = None) -> dict[str, Any]:
+    """Every status field the autoscaler owns (server-side apply drops owned fields left out).
+    `scaled`: whether this tick scaled; None while autoscaling is off (lastScaleTime goes too)."""
     stored = stored or {}
-    previous = [c for c in stored.get("conditions") or [] if c.get("type") in OUR_CONDITIONS]
-    out: dict[str, Any] = {"conditions": with_transition_times(conds, previous, now, None)}
-    if desired is not None:
-        out["desiredReplicas"] = desired
+    out: dict[str, Any] = {"conditions": with_transition_times(conds, of_types(stored, AUTOSCALER_CONDITIONS),
+                                                               now, None)}
     if queue is not None:
         out["queueDepth"] = int(round(queue))
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ") if scaled else stored.get("lastScaleTime")
-    if stamp and desired is not None:
+    stamp = timestamp(now) if scaled else stored.get("lastScaleTime")
+    if stamp and scaled is not None:
         out["lastScaleTime"] = stamp
     return out
 
 
 def status_changed(stored: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """desiredReplicas is shared with the reconciler: compared only while we set it."""
     stored = stored or {}
-    keys = ("queueDepth", "lastScaleTime") + (("desiredReplicas",) if "desiredReplicas" in new else ())
-    conds = {c["type"]: c for c in stored.get("conditions") or [] if c.get("type") in OUR_CONDITIONS}
-    return ({k: stored.get(k) for k in keys} != {k: new.get(k) for k in keys}
+    conds = {c["type"]: c for c in of_types(stored, AUTOSCALER_CONDITIONS)}
+    return ({k: stored.get(k) for k in AUTOSCALER_FIELDS} != {k: new.get(k) for k in AUTOSCALER_FIELDS}
             or conds != {c["type"]: c for c in new["conditions"]})
 
 
 def scale_message(metric: str, d: Decision, obs: Observation, cfg: Config) -> str:
     verb = "up" if d.desired > obs.current else "down"
     why = limit_text(d.limited, cfg)
-    return (f"Scaled {verb} from {obs.current} to {_groups(d.desired)}: {observed(metric, d, obs, cfg)}"
+    return (f"Scaled {verb} from {obs.current} to {groups(d.desired)}: {observed(metric, d, obs, cfg)}"
             + (f" ({why})" if why else ""))

@@ -16,11 +16,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..api.autoscaling import KNOWN_QUEUE_METRICS
+from ..api.lws import LWS_NAME_LABEL, LWS_WORKER_INDEX_LABEL
 from ..render.engines import SERVER_PORT
-from ..render.labels import LWS_WORKER_INDEX_LABEL, selector_string
-
-LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"  # set by the LWS pod webhook on every pod of a set
-LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+from ..render.labels import selector_string
 
 
 def leader_pod_selector(lws_name: str) -> str:

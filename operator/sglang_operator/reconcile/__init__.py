@@ -1,2 +1,2 @@
-"""The controller: kopf handlers (handlers.py) around a pure core (diff, status, events) and the
-one place that writes to the API (apply.py, via kube.py)."""
+"""The controller: one pass (reconciler.py) around a pure core (diff, plan, status, change_events),
+the one place that writes children (apply.py), and the failure policy of every trigger (retry.py)."""

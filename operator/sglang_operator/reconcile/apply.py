@@ -5,35 +5,26 @@ Why server-side apply (SSA) with one field manager ("sglang-operator") and force
   the LWS controller, a human's extra label) stay theirs; fields we set are put back when edited
   (that is the drift repair), and a field we stop sending is removed because we owned it.
 - Leaving a field out is how we hand it to someone else: with autoscaling on, the autoscaler owns
-  LWS `spec.replicas` and we simply do not send it (`omit=`), instead of racing it with patches.
+  LWS `spec.replicas` and we simply do not send it (the `omit` of handoff.py), instead of racing
+  it with patches.
 - Creation and update are the same request, so an interrupted reconcile (operator killed between
   two writes) cannot duplicate anything on retry: names are fixed and apply is idempotent.
 
 SSA alone is already a no-op on the server when nothing changed (resourceVersion stays), but it is
-still a request. We skip even that: `diff.in_sync` compares the live object with what we would
-send, so steady state costs reads only (and those only on events or the resync timer).
+still a request. We skip even that: `plan` compares the live object with what we would send, so
+steady state costs reads only (and those only on events or the resync timer).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..render.owner import with_owner
-from .diff import FINGERPRINT, drifted_fields, in_sync, with_fingerprint, without_fields
-from .kube import Kube, Ref, api_error_summary, transient
-
-CREATED, UPDATED, REPAIRED = "created", "updated", "repaired"
-
-
-@dataclass(frozen=True)
-class Change:
-    ref: Ref
-    action: str
-    fields: tuple[str, ...] = ()  # paths that had drifted (names only: values may be secret)
-    replicas_before: int | None = None
-    replicas_after: int | None = None
+from ..kube.client import Kube, Ref
+from ..kube.errors import api_error_summary, transient
+from .diff import drifted_fields
+from .plan import REPAIRED, Change, foreign_controller, lws_replicas, plan
 
 
 class ChildConflict(Exception):
@@ -52,37 +43,6 @@ class ApplyRejected(Exception):
 class Result:
     changes: list[Change] = field(default_factory=list)
     live: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> object after apply
-
-
-def desired_children(rendered: Iterable[Mapping[str, Any]], owner_meta: Mapping[str, Any],
-                     omit: Mapping[str, Iterable[str]] | None = None) -> list[dict[str, Any]]:
-    """Rendered objects, owned by the SGLangDeployment, minus omitted fields, fingerprinted."""
-    out = []
-    for obj in rendered:
-        obj = without_fields(with_owner(obj, owner_meta), (omit or {}).get(obj["kind"], ()))
-        out.append(with_fingerprint(obj))
-    return out
-
-
-def plan(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str | None:
-    """What applying `desired` over `live` would be: None when nothing would change."""
-    if live is None:
-        return CREATED
-    if in_sync(live, desired):
-        return None
-    have = (live.get("metadata", {}).get("annotations") or {}).get(FINGERPRINT)
-    return REPAIRED if have == desired["metadata"]["annotations"][FINGERPRINT] else UPDATED
-
-
-def foreign_controller(live: Mapping[str, Any], owner_uid: str) -> Mapping[str, Any] | None:
-    for ref in live.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("uid") != owner_uid:
-            return ref
-    return None
-
-
-def _replicas(obj: Mapping[str, Any] | None) -> int | None:
-    return (obj or {}).get("spec", {}).get("replicas") if obj and obj.get("kind") == "LeaderWorkerSet" else None
 
 
 def apply_children(kube: Kube, desired: list[dict[str, Any]], owner_uid: str) -> Result:
@@ -105,6 +65,6 @@ def apply_children(kube: Kube, desired: list[dict[str, Any]], owner_uid: str) ->
                 raise
             raise ApplyRejected(ref, e) from None
         fields = tuple(drifted_fields(live, obj)) if action == REPAIRED else ()
-        result.changes.append(Change(ref, action, fields, _replicas(live), _replicas(after)))
+        result.changes.append(Change(ref, action, fields, lws_replicas(live), lws_replicas(after)))
         result.live[ref.kind] = after
     return result

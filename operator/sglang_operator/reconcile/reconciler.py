@@ -1,27 +1,31 @@
 """One reconcile pass: read the SGLangDeployment, render, apply what differs, write status, emit
-events. Every trigger (the object's own events, its children's events, the resync timer) ends here,
-so there is one code path to reason about. Passes for the same object are serialised."""
+events. Every trigger (the object's own events, its children's events, the LWS CRD appearing, the
+resync timer) ends here, so there is one code path to reason about; retry.py decides what a failed
+pass leads to. Passes for the same object are serialised."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from kubernetes.client.exceptions import ApiException
 
+from ..api.lws import LWS_CRD, LWS_KIND, spec_replicas
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
-from ..autoscale.handoff import ReplicaHandoff  # autoscaler: LWS spec.replicas while autoscaling is on
+from ..kube.client import Kube, lws_ref, sgld_ref
+from ..kube.conditions import find, now
+from ..kube.errors import ResourceTypeMissing
+from ..kube.events import WARNING, Event, Poster
 from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
 from ..render import endpoint, render_all
-from ..render.labels import lws_name
-from ..render.lws import LWS_API_VERSION, LWS_KIND
-from . import events as ev
-from .apply import CREATED, ApplyRejected, Change, ChildConflict, apply_children, desired_children
-from .kube import LWS_CRD, Kube, Ref, ResourceTypeMissing, sgld_ref
-from .status import DEGRADED, Observed, Problem, changed, compute_status, condition, now
+from . import change_events
+from .apply import ApplyRejected, ChildConflict, apply_children
+from .handoff import ReconcilerOwnsReplicas, ReplicaHandoff
+from .plan import CREATED, Change, desired_children
+from .status import DEGRADED, Observed, Problem, changed, compute_status
 
 log = logging.getLogger("sglang_operator.reconcile")
 
@@ -47,10 +51,10 @@ def invalid_spec(err: InvalidSpec) -> Problem:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, *, post: Callable[[Mapping[str, Any], ev.Event], None] | None = None,
-                 omit: Mapping[str, Iterable[str]] | None = None, clock: Callable = now):
-        self.kube, self.post, self.omit, self.clock = kube, post, omit or {}, clock
-        self.handoff = ReplicaHandoff(kube)  # autoscaler
+    def __init__(self, kube: Kube, *, handoff: ReplicaHandoff | None = None, post: Poster | None = None,
+                 clock: Callable = now):
+        self.kube, self.post, self.clock = kube, post, clock
+        self.handoff = handoff or ReconcilerOwnsReplicas()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -93,14 +97,13 @@ class Reconciler:
         except InvalidSpec as e:
             out.problem = invalid_spec(e)
         if out.problem is None:
-            omit = {**self.omit, **self.handoff.omit(spec)}  # autoscaler: replicas are its own while on
-            desired = desired_children(rendered, meta, omit)
+            desired = desired_children(rendered, meta, self.handoff.omit(spec))
             desired_replicas = next((o["spec"].get("replicas") for o in desired if o["kind"] == LWS_KIND), None)
             try:
-                self.handoff.before(namespace, name, spec)  # autoscaler
+                self.handoff.before(namespace, name, spec)
                 result = apply_children(self.kube, desired, meta["uid"])
                 out.changes = result.changes
-                lws = self.handoff.after(spec, result.live.get(LWS_KIND), any(  # autoscaler
+                lws = self.handoff.after(spec, result.live.get(LWS_KIND), any(
                     c.ref.kind == LWS_KIND and c.action == CREATED for c in result.changes))
             except ResourceTypeMissing:
                 out.problem = LWS_MISSING
@@ -113,8 +116,10 @@ class Reconciler:
                 log.info("%s %s", c.action, c.ref, extra={"fields": list(c.fields)} if c.fields else None)
         if lws is None and out.problem is not None and out.problem is not LWS_MISSING:
             lws = self._get_lws(namespace, name)  # report the groups that still run
+        # status.desiredReplicas, whose only writer is the reconciler: what we send (dp), else what the
+        # LWS asks for (the autoscaler's choice: each scale is an LWS event, so it lands here too).
         if desired_replicas is None and lws is not None:
-            desired_replicas = lws.get("spec", {}).get("replicas")
+            desired_replicas = spec_replicas(lws)
         observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem)
         status = compute_status(observed, stored, self.clock())
         if changed(stored, status):
@@ -123,18 +128,18 @@ class Reconciler:
                             subresource="status")
             WRITES.labels(KIND, "status").inc()
             out.status_written = True
-        self._emit(parent, ev.for_changes(out.changes, reconciled_before="observedGeneration" in stored)
-                   + ev.for_degraded(condition(stored, DEGRADED), condition(status, DEGRADED) or {}))
+        self._emit(parent, change_events.for_changes(out.changes, reconciled_before="observedGeneration" in stored)
+                   + change_events.for_degraded(find(stored, DEGRADED), find(status, DEGRADED) or {}))
         return out
 
     def _get_lws(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:
-            return self.kube.get(Ref(LWS_API_VERSION, LWS_KIND, namespace, lws_name(name)))
+            return self.kube.get(lws_ref(namespace, name))
         except (ResourceTypeMissing, ApiException):
             return None
 
-    def _emit(self, parent: Mapping[str, Any], events: list[ev.Event]) -> None:
+    def _emit(self, parent: Mapping[str, Any], events: list[Event]) -> None:
         for e in events:
-            log.log(logging.WARNING if e.type == ev.WARNING else logging.INFO, "event %s: %s", e.reason, e.message)
+            log.log(logging.WARNING if e.type == WARNING else logging.INFO, "event %s: %s", e.reason, e.message)
             if self.post is not None:
                 self.post(parent, e)

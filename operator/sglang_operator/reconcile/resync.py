@@ -2,24 +2,20 @@
 
 A safety net for events missed while the API server was unreachable; in steady state it finds
 nothing to do and writes nothing. A plain thread over kopf's live index rather than a kopf timer:
-kopf adds a finalizer to every object that has a timer, and that finalizer would block deleting an
-SGLangDeployment (and its namespace) whenever the operator is not running.
+kopf adds a finalizer to every object that has a timer (kopf.on.timer: requires_finalizer=True),
+and that finalizer would block deleting an SGLangDeployment (and its namespace) whenever the
+operator is not running.
 """
 from __future__ import annotations
 
-import contextvars
-import logging
 import threading
 from typing import Any, Callable, Iterable
 
-from .kube import describe
 
-log = logging.getLogger("sglang_operator.resync")
-
-
-def start(reconcile: Callable[..., Any], keys: Callable[[], Iterable[tuple[str, str]]], interval: float) -> threading.Event:
-    """Run in a daemon thread that inherits the caller's context (kopf's event posting needs it).
-    Returns the event that stops it."""
+def start(run: Callable[[str, str, str], Any], keys: Callable[[], Iterable[tuple[str, str]]],
+          interval: float) -> threading.Event:
+    """`run(namespace, name, trigger)` for every key, in a daemon thread; failures are `run`'s to
+    handle (Retrier.run). Returns the event that stops it."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -29,10 +25,7 @@ def start(reconcile: Callable[..., Any], keys: Callable[[], Iterable[tuple[str, 
             except RuntimeError:  # the index changed while we copied it; next round
                 continue
             for namespace, name in todo:
-                try:
-                    reconcile(namespace, name, trigger="Resync")
-                except Exception as e:
-                    log.warning("periodic resync of %s/%s failed: %s", namespace, name, describe(e))
+                run(namespace, name, "Resync")
 
-    threading.Thread(target=contextvars.copy_context().run, args=(loop,), daemon=True, name="resync").start()
+    threading.Thread(target=loop, daemon=True, name="resync").start()
     return stop

@@ -1,23 +1,27 @@
 """SGLangDeployment status as a pure function of what we observed.
 
-Inputs: the parsed spec (None when the renderer rejected it), the live LeaderWorkerSet (None when
-absent), the problem that stopped the last reconcile (if any) and the previous status (to keep
-lastTransitionTime stable). Output: the status fields we own. The reconciler writes them only when
+Inputs: what the pass observed (the groups it asked for, the endpoint, the live LeaderWorkerSet or
+None, the problem that stopped it, if any) and the previous status (to keep lastTransitionTime
+stable). Output: the status fields we own. The reconciler writes them only when
 they differ from what is stored, so an unchanged world costs no write.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
-from ..render.labels import DEPLOYMENT_LABEL, leader_selector, selector_string
+from ..api.lws import spec_replicas
+from ..kube.conditions import condition, groups, of_types, with_transition_times
+from ..render import status_selector
+from ..render.labels import deployment_selector, selector_string
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-OUR_CONDITIONS = (READY, PROGRESSING, DEGRADED)
-# Status fields this operator writes; others (the autoscaler's, kopf's bookkeeping) are left alone.
-OUR_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "desiredReplicas", "selector", "endpoint",
-              "conditions")
+RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+# The status fields the reconciler writes, each with no other writer: the autoscaler writes its own
+# (autoscale/report.py), kopf its bookkeeping (status.kopf).
+RECONCILER_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "desiredReplicas", "selector", "endpoint",
+                     "conditions")
 
 
 @dataclass(frozen=True)
@@ -34,83 +38,59 @@ class Observed:
     name: str
     namespace: str
     generation: int | None
-    desired_replicas: int | None  # groups we asked for (None: spec rejected before we knew)
+    desired_replicas: int | None  # the LWS's spec.replicas: dp, or the autoscaler's choice (None: unknown)
     endpoint: str | None
     lws: Mapping[str, Any] | None  # live LeaderWorkerSet
     problem: Problem | None = None
 
 
-def _cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
-
-
-def _groups(n: int) -> str:
-    return f"{n} group" if n == 1 else f"{n} groups"
-
-
 def _lws_counts(lws: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    spec, st = lws.get("spec") or {}, lws.get("status") or {}
-    return (int(spec.get("replicas", 1)), int(st.get("replicas") or 0), int(st.get("readyReplicas") or 0),
+    st = lws.get("status") or {}
+    return (spec_replicas(lws), int(st.get("replicas") or 0), int(st.get("readyReplicas") or 0),
             int(st.get("updatedReplicas") or 0))
 
 
 def conditions(o: Observed) -> list[dict[str, Any]]:
     """Ready, Progressing, Degraded (without timestamps)."""
-    pods = f"kubectl -n {o.namespace} get pods -l {selector_string({DEPLOYMENT_LABEL: o.name})}"
+    pods = f"kubectl -n {o.namespace} get pods -l {selector_string(deployment_selector(o.name))}"
     p = o.problem
     if o.lws is None:
         why = p.reason if p else "Creating"
         msg = p.message if p else "Waiting for the LeaderWorkerSet to be created."
-        ready = _cond(READY, False, why, msg)
-        progressing = _cond(PROGRESSING, p is None, why, msg)
+        ready = condition(READY, False, why, msg)
+        progressing = condition(PROGRESSING, p is None, why, msg)
     else:
         want, have, ready_n, updated = _lws_counts(o.lws)
         if want == 0:
-            ready = _cond(READY, False, "ScaledToZero", "No groups are wanted (0 replicas); nothing serves.")
+            ready = condition(READY, False, "ScaledToZero", "No groups are wanted (0 replicas); nothing serves.")
         elif ready_n >= want:
-            ready = _cond(READY, True, "AllGroupsReady", f"{ready_n}/{want} groups ready; serving at {o.endpoint}.")
+            ready = condition(READY, True, "AllGroupsReady", f"{ready_n}/{want} groups ready; serving at {o.endpoint}.")
         else:
-            ready = _cond(READY, False, "GroupsNotReady",
+            ready = condition(READY, False, "GroupsNotReady",
                           f"{ready_n}/{want} groups ready. A group is ready when all its pods run and the leader "
                           f"passes its readiness probe (weights can take minutes to load); inspect: {pods}")
         if p is not None and not p.retry:
-            progressing = _cond(PROGRESSING, False, p.reason, "Rollout stopped: " + p.message)
+            progressing = condition(PROGRESSING, False, p.reason, "Rollout stopped: " + p.message)
         elif updated < min(have, want):
-            progressing = _cond(PROGRESSING, True, "RollingUpdate",
+            progressing = condition(PROGRESSING, True, "RollingUpdate",
                                 f"{updated}/{want} groups run the current template.")
         elif have < want:
-            progressing = _cond(PROGRESSING, True, "ScalingUp", f"{have} -> {_groups(want)}.")
+            progressing = condition(PROGRESSING, True, "ScalingUp", f"{have} -> {groups(want)}.")
         elif have > want:
-            progressing = _cond(PROGRESSING, True, "ScalingDown", f"{have} -> {_groups(want)}.")
+            progressing = condition(PROGRESSING, True, "ScalingDown", f"{have} -> {groups(want)}.")
         elif ready_n < want:
-            progressing = _cond(PROGRESSING, True, "WaitingForGroups",
+            progressing = condition(PROGRESSING, True, "WaitingForGroups",
                                 f"{ready_n}/{want} groups ready; waiting for the rest.")
         else:
-            progressing = _cond(PROGRESSING, False, "Complete", f"All {_groups(want)} updated and ready.")
-    degraded = _cond(DEGRADED, True, p.reason, p.message) if p else _cond(DEGRADED, False, "AsExpected", "")
+            progressing = condition(PROGRESSING, False, "Complete", f"All {groups(want)} updated and ready.")
+    degraded = condition(DEGRADED, True, p.reason, p.message) if p else condition(DEGRADED, False, "AsExpected", "")
     return [ready, progressing, degraded]
 
 
-def with_transition_times(new: list[dict[str, Any]], previous: list[Mapping[str, Any]], now: datetime,
-                          generation: int | None) -> list[dict[str, Any]]:
-    """metav1.Condition semantics: lastTransitionTime moves only when `status` flips."""
-    before = {c.get("type"): c for c in previous or []}
-    stamp = now.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = []
-    for c in new:
-        old = before.get(c["type"])
-        kept = old.get("lastTransitionTime") if old and old.get("status") == c["status"] else None
-        full = {**c, "lastTransitionTime": kept or stamp}
-        if generation is not None:
-            full["observedGeneration"] = generation
-        out.append(full)
-    return out
-
-
 def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
-    """The status fields we own (see OUR_FIELDS)."""
+    """The status fields we own (see RECONCILER_FIELDS)."""
     previous = previous or {}
-    st: dict[str, Any] = {"selector": selector_string(leader_selector(o.name))}
+    st: dict[str, Any] = {"selector": status_selector(o.name)}
     if o.generation is not None:
         st["observedGeneration"] = o.generation
     if o.lws is not None:
@@ -128,8 +108,8 @@ def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetim
 def ours(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of a stored status that we own, in compute_status's shape."""
     status = status or {}
-    out = {k: status[k] for k in OUR_FIELDS if k in status and k != "conditions"}
-    out["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") in OUR_CONDITIONS]
+    out = {k: status[k] for k in RECONCILER_FIELDS if k in status and k != "conditions"}
+    out["conditions"] = of_types(status, RECONCILER_CONDITIONS)
     return out
 
 
@@ -141,10 +121,3 @@ def changed(stored: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
 def _by_type(conds: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return {c["type"]: {k: v for k, v in c.items() if v not in (None, "")} for c in conds}
 
-
-def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == type_), None)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ..api.lws import LWS_WORKER_INDEX_LABEL
+
 DEPLOYMENT_LABEL = "sglangfleet.dev/deployment"
 ENGINE_LABEL = "sglangfleet.dev/engine"
 ROLE_LABEL = "sglangfleet.dev/role"  # leader | worker
-LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"  # set by the LWS pod webhook
-LWS_EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 MANAGED_BY = "sglang-operator"
 
 

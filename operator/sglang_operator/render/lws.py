@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.lws import LWS_API_VERSION, LWS_EXCLUSIVE_TOPOLOGY, LWS_KIND
 from ..api.spec import SGLangDeploymentSpec
-from .labels import LWS_EXCLUSIVE_TOPOLOGY, common_labels, lws_name
+from .labels import common_labels, lws_name
 from .pod import LEADER, WORKER, pod_template
 
-LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
-LWS_KIND = "LeaderWorkerSet"
 
 
 def desired_replicas(spec: SGLangDeploymentSpec, current: int | None = None) -> int:

@@ -13,13 +13,14 @@ import pytest
 
 from sglang_operator.autoscale import report
 from sglang_operator.autoscale.decide import Behavior, Config, Decision, Observation, Policy
-from sglang_operator.autoscale.handoff import (AUTOSCALER_MANAGER, ReplicaHandoff, autoscaler_apply,
-                                               replicas_owners)
-from sglang_operator.autoscale.loop import Settings, rollout_in_progress
+from sglang_operator.autoscale.handoff import AUTOSCALER_MANAGER, AutoscalerHandoff, autoscaler_apply, replicas_owners
+from sglang_operator.autoscale.supervisor import View, supervise
+from sglang_operator.autoscale.tick import rollout_in_progress
 from sglang_operator.autoscale.scrape import (Leader, leader_pod_selector, metric_names, read_metric,
                                               ready_leaders, scrape)
 from sglang_operator.autoscale.state import STATE_ANNOTATION, State, state_of
 from sglang_operator.api.validate import parse_spec
+from sglang_operator.settings import AutoscalerSettings
 
 RUNTIME_METRICS = """\
 # HELP sglang:num_requests_waiting Requests waiting in the queue
@@ -158,16 +159,17 @@ def test_conditions_and_event_text():
 def test_status_fields_keep_times_and_compare_only_what_they_own():
     t0, t1 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc)
     conds = report.conditions("m", Decision(2, 2, 9.4, None, State()), Observation(1, [9.4]), CFG)
-    first = report.status_fields(None, conds, t0, desired=2, queue=9.4, scaled=True)
+    first = report.status_fields(None, conds, t0, queue=9.4, scaled=True)
     assert first["queueDepth"] == 9 and first["lastScaleTime"] == "2026-01-01T00:00:00Z"
     stored = {**first, "replicas": 1, "conditions": first["conditions"] + [{"type": "Ready", "status": "True"}]}
-    again = report.status_fields(stored, conds, t1, desired=2, queue=9.4)
+    again = report.status_fields(stored, conds, t1, queue=9.4, scaled=False)
     assert again == first and not report.status_changed(stored, again)  # times kept, nothing to write
-    assert report.status_changed(stored, report.status_fields(stored, conds, t1, desired=2, queue=3))
+    assert report.status_changed(stored, report.status_fields(stored, conds, t1, queue=3, scaled=False))
     off = report.status_fields({**stored, "desiredReplicas": 5}, report.disabled_conditions(), t1)
     assert set(off) == {"conditions"} and report.status_changed(stored, off)
     after = {"replicas": 1, "desiredReplicas": 5, "conditions": off["conditions"] + [{"type": "Ready", "status": "True"}]}
-    assert not report.status_changed(after, off)  # desiredReplicas (dp) is the reconciler's then
+    assert not report.status_changed(after, off)  # the reconciler's fields and conditions are not compared
+    assert "desiredReplicas" not in first  # the reconciler's only
 
 
 def test_hand_off_body_and_owners():
@@ -184,7 +186,7 @@ def test_hand_off_body_and_owners():
     assert body["spec"] == {"replicas": 5} and body["metadata"]["annotations"] == {STATE_ANNOTATION: "{}"}
     on = parse_spec({"model": {"path": "/m"}, "autoscaling": {"enabled": True, "maxReplicas": 3}})
     off = parse_spec({"model": {"path": "/m"}})
-    assert ReplicaHandoff.omit(on) == {"LeaderWorkerSet": ("spec.replicas",)} and ReplicaHandoff.omit(off) == {}
+    assert AutoscalerHandoff.omit(on) == {"LeaderWorkerSet": ("spec.replicas",)} and AutoscalerHandoff.omit(off) == {}
 
 
 @pytest.mark.parametrize("status,replicas,want", [
@@ -199,7 +201,7 @@ def test_rollout_in_progress(status, replicas, want):
 
 
 def test_settings_from_env():
-    s = Settings.from_env({"SGLANG_OPERATOR_AUTOSCALER_TOLERANCE": "0", "SGLANG_OPERATOR_AUTOSCALER_SCRAPE_TIMEOUT": "0.5"})
+    s = AutoscalerSettings.from_env({"SGLANG_OPERATOR_AUTOSCALER_TOLERANCE": "0", "SGLANG_OPERATOR_AUTOSCALER_SCRAPE_TIMEOUT": "0.5"})
     assert (s.tolerance, s.scrape_timeout, s.concurrency) == (0.0, 0.5, 16)
 
 
@@ -207,7 +209,7 @@ class _Recorder:
     """Stands in for Autoscaler in the scheduling test: records calls, answers intervals."""
 
     def __init__(self):
-        self.settings = Settings(idle_interval=0.3)
+        self.settings = AutoscalerSettings(idle_interval=0.3)
         self.calls: list[tuple[str, str]] = []
 
     async def tick(self, namespace, name):
@@ -224,8 +226,6 @@ class _Recorder:
 
 
 def test_supervise_runs_each_object_on_its_interval_and_reacts_to_changes():
-    from sglang_operator.autoscale.schedule import View, supervise
-
     views = {("ns", "on"): View(True, True), ("ns", "off"): View(False, True), ("ns", "broken"): View(True, False)}
     rec = _Recorder()
 

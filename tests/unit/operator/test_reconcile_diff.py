@@ -6,7 +6,7 @@ import copy
 import pytest
 from hypothesis import given, strategies as st
 
-from sglang_operator.reconcile.apply import CREATED, REPAIRED, UPDATED, desired_children, plan
+from sglang_operator.reconcile.plan import CREATED, REPAIRED, UPDATED, desired_children, plan
 from sglang_operator.reconcile.diff import (FINGERPRINT, contains, drifted_fields, fingerprint, in_sync,
                                             with_fingerprint, without_fields)
 from sglang_operator.render import render_all

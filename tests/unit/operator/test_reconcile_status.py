@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sglang_operator.reconcile.status import (Observed, Problem, changed, compute_status, condition,
-                                              conditions)
+from sglang_operator.kube.conditions import find as condition
+from sglang_operator.reconcile.status import Observed, Problem, changed, compute_status, conditions
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 URL = "http://x-api.ns.svc:30000"

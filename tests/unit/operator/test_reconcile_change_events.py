@@ -1,9 +1,10 @@
-"""events: one Event per real change; warnings on Degraded transitions only; no values in messages."""
+"""change_events: one Event per real change; warnings on Degraded transitions only; no values in messages."""
 from __future__ import annotations
 
-from sglang_operator.reconcile.apply import CREATED, REPAIRED, UPDATED, Change
-from sglang_operator.reconcile.events import WARNING, for_changes, for_degraded
-from sglang_operator.reconcile.kube import Ref
+from sglang_operator.kube.client import Ref
+from sglang_operator.kube.events import WARNING
+from sglang_operator.reconcile.change_events import for_changes, for_degraded
+from sglang_operator.reconcile.plan import CREATED, REPAIRED, UPDATED, Change
 
 LWS = Ref("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "ns", "x")
 SVC = Ref("v1", "Service", "ns", "x-api")

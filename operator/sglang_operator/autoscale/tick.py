@@ -3,65 +3,37 @@
 Writes, all as the `sglang-autoscaler` field manager with server-side apply:
 - the LeaderWorkerSet's replicas plus the state annotation, only when either changes, with the
   resourceVersion it was computed from (a concurrent change makes it a 409: the next tick redoes it);
-- the status fields it owns (desiredReplicas, queueDepth, lastScaleTime, ScalingActive/Limited),
-  only when they change;
+- the status fields it owns (queueDepth, lastScaleTime, ScalingActive/Limited), only when they
+  change (status.desiredReplicas is the reconciler's: it follows the LWS);
 - an Event per scale, with the numbers behind it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import Counter, Gauge
 
+from ..api.lws import spec_replicas
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
-from ..reconcile.events import NORMAL, Event
-from ..reconcile.kube import Kube, ResourceTypeMissing, sgld_ref
+from ..kube.client import Kube, lws_ref, sgld_ref
+from ..kube.conditions import now, of_types
+from ..kube.errors import ResourceTypeMissing
+from ..kube.events import NORMAL, Event, Poster
+from ..metrics import DESIRED, LEADERS, QUEUE, SCALES, SCRAPE_FAILURES
 from ..render.labels import lws_name
+from ..settings import AutoscalerSettings
 from . import report
 from .decide import Config, Decision, Observation, decide
-from .handoff import AUTOSCALER_MANAGER, autoscaler_apply, lws_ref, replicas_of
+from .handoff import autoscaler_apply
 from .scrape import leader_pod_selector, ready_leaders, scrape
 from .state import state_of
 
 log = logging.getLogger("sglang_operator.autoscaler")
 WRITE_ATTEMPTS = 3  # decide-and-write rounds when the LWS changes between our read and our write
-
-QUEUE = Gauge("sglang_operator_autoscaler_queue_depth",
-              "Metric (waiting requests) summed over ready leaders at the last scrape", ["namespace", "deployment"])
-DESIRED = Gauge("sglang_operator_autoscaler_desired_replicas", "Groups the autoscaler wants",
-                ["namespace", "deployment"])
-LEADERS = Gauge("sglang_operator_autoscaler_leaders_reporting", "Ready leaders that answered the last scrape",
-                ["namespace", "deployment"])
-SCALES = Counter("sglang_operator_autoscaler_scales", "LeaderWorkerSet replica changes made by the autoscaler",
-                 ["namespace", "deployment", "direction"])
-SCRAPE_FAILURES = Counter("sglang_operator_autoscaler_scrape_failures",
-                          "Leader scrapes that failed or lacked the metric", ["namespace", "deployment"])
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Operator-wide knobs (the per-deployment ones are in spec.autoscaling)."""
-
-    tolerance: float = 0.1
-    scrape_timeout: float = 2.0
-    concurrency: int = 16
-    idle_interval: float = 15.0  # how often a deployment without autoscaling is looked at
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        p = "SGLANG_OPERATOR_AUTOSCALER_"
-        return cls(float(env.get(p + "TOLERANCE", cls.tolerance)),
-                   float(env.get(p + "SCRAPE_TIMEOUT", cls.scrape_timeout)),
-                   int(env.get(p + "CONCURRENCY", cls.concurrency)),
-                   float(env.get(p + "IDLE_INTERVAL", cls.idle_interval)))
 
 
 def rollout_in_progress(lws: Mapping[str, Any]) -> bool:
@@ -70,14 +42,15 @@ def rollout_in_progress(lws: Mapping[str, Any]) -> bool:
     if any(c.get("type") == "UpdateInProgress" and c.get("status") == "True" for c in st.get("conditions") or []):
         return True
     have, updated = st.get("replicas"), st.get("updatedReplicas")
-    return bool(have) and updated is not None and updated < min(have, replicas_of(lws))
+    return bool(have) and updated is not None and updated < min(have, spec_replicas(lws))
 
 
 class Autoscaler:
-    def __init__(self, kube: Kube, *, post: Callable[[Mapping[str, Any], Event], None] | None = None,
-                 settings: Settings | None = None, clock: Callable[[], float] = time.time):
-        self.kube = Kube(kube.api, AUTOSCALER_MANAGER, kube.timeout)
-        self.post, self.settings, self.clock = post, settings or Settings(), clock
+    """`kube` writes as the autoscaler's field manager (handoff.AUTOSCALER_MANAGER)."""
+
+    def __init__(self, kube: Kube, *, post: Poster | None = None, settings: AutoscalerSettings | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.kube, self.post, self.settings, self.clock = kube, post, settings or AutoscalerSettings(), clock
 
     async def _call(self, fn: Callable, *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kw)
@@ -111,7 +84,7 @@ class Autoscaler:
                 return self.settings.idle_interval  # no LWS API: the reconciler reports it (Degraded)
             if lws is None:
                 return a.poll_interval_seconds  # the reconciler creates it
-            current = replicas_of(lws)
+            current = spec_replicas(lws)
             obs = Observation(current, ok, max(0, current - len(ok)), rollout_in_progress(lws))
             before = state_of(lws)
             d = decide(cfg, obs, before, self.clock())
@@ -132,8 +105,7 @@ class Autoscaler:
             log.info("%s/%s: %s", namespace, name, message)
             if self.post is not None:
                 await self._call(self.post, parent, Event(NORMAL, "Autoscaled", message))
-        await self._write_status(parent, report.conditions(a.metric, d, obs, cfg), desired=d.desired,
-                                 queue=d.total, scaled=scaled)
+        await self._write_status(parent, report.conditions(a.metric, d, obs, cfg), queue=d.total, scaled=scaled)
         return a.poll_interval_seconds
 
     def _observe(self, namespace: str, name: str, d: Decision, failed: int, ok: int) -> None:
@@ -156,12 +128,12 @@ class Autoscaler:
         meta = parent["metadata"]
         self.forget(meta["namespace"], meta["name"])
         stored = parent.get("status") or {}
-        if any(c.get("type") in report.OUR_CONDITIONS for c in stored.get("conditions") or []):
+        if of_types(stored, report.AUTOSCALER_CONDITIONS):
             await self._write_status(parent, report.disabled_conditions())
 
     async def _write_status(self, parent: Mapping[str, Any], conds: list[dict[str, Any]], **fields: Any) -> None:
         stored = parent.get("status") or {}
-        status = report.status_fields(stored, conds, datetime.now(timezone.utc), **fields)
+        status = report.status_fields(stored, conds, now(), **fields)
         if not report.status_changed(stored, status):
             return
         meta = parent["metadata"]

@@ -7,8 +7,8 @@ import threading
 import pytest
 from kubernetes import client
 
-from sglang_operator.reconcile.events import WARNING, Event, api_poster
-from sglang_operator.reconcile.kube import Kube
+from sglang_operator.kube.client import Kube
+from sglang_operator.kube.events import WARNING, Event, api_poster
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the controller makes, as plain dicts over the official client.
+"""The few Kubernetes API calls the controllers make, as plain dicts over the official client.
 
 Raw REST (GET, server-side apply PATCH) instead of typed models: the objects come from the renderer
 as dicts and are compared as dicts, and one code path serves built-in kinds and the LWS CRD alike.
@@ -12,22 +12,18 @@ from typing import Any, Mapping
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ..api.names import GROUP, PLURAL, VERSION
-
-LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
-LWS_CRD = f"{LWS_PLURAL}.{LWS_GROUP}"
+from ..api.lws import LWS_API_VERSION, LWS_KIND, LWS_PLURAL
+from ..api.names import API_VERSION, KIND, PLURAL
+from ..render.labels import lws_name
+from .errors import ResourceTypeMissing
 
 # apiVersion/kind -> plural, for the kinds we own (no discovery round trips needed).
 PLURALS = {
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): LWS_PLURAL,
+    (LWS_API_VERSION, LWS_KIND): LWS_PLURAL,
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    (f"{GROUP}/{VERSION}", "SGLangDeployment"): PLURAL,
+    (API_VERSION, KIND): PLURAL,
 }
-
-
-class ResourceTypeMissing(Exception):
-    """The API server does not serve this kind at all (its CRD is not installed)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,12 @@ class Ref:
 
 
 def sgld_ref(namespace: str, name: str) -> Ref:
-    return Ref(f"{GROUP}/{VERSION}", "SGLangDeployment", namespace, name)
+    return Ref(API_VERSION, KIND, namespace, name)
+
+
+def lws_ref(namespace: str, name: str) -> Ref:
+    """The LeaderWorkerSet of the SGLangDeployment `name`."""
+    return Ref(LWS_API_VERSION, LWS_KIND, namespace, lws_name(name))
 
 
 def load_api_client() -> client.ApiClient:
@@ -128,22 +129,3 @@ class Kube:
                 raise ResourceTypeMissing(ref.kind) from None
             raise
 
-
-def api_error_summary(err: ApiException) -> str:
-    """The API server's message (field errors included), never the request body we sent."""
-    try:
-        return json.loads(err.body or "").get("message") or f"HTTP {err.status}"
-    except ValueError:
-        return f"HTTP {err.status} {err.reason or ''}".strip()
-
-
-def transient(err: ApiException) -> bool:
-    """Worth retrying as is: no answer, server-side trouble, throttling, a write conflict."""
-    return not err.status or err.status >= 500 or err.status in (409, 429)
-
-
-def describe(err: BaseException) -> str:
-    """One line for logs and retry messages: the server's message, never request or response bodies."""
-    if isinstance(err, ApiException):
-        return f"HTTP {err.status}: {api_error_summary(err)}"
-    return f"{type(err).__name__}: {str(err)[:200]}"

@@ -1,4 +1,4 @@
-"""Kubernetes Events on the SGLangDeployment: what we changed and what went wrong.
+"""Which Events a reconcile pass emits (pure): what it changed and what went wrong.
 
 Messages name objects and fields, never values (env values and args may hold secrets). Warnings are
 emitted when the Degraded reason changes, not on every retry, so a stuck object does not flood the
@@ -6,28 +6,10 @@ event stream.
 """
 from __future__ import annotations
 
-import logging
-import socket
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Mapping
 
-from ..api.names import API_VERSION, KIND
-
-from .apply import CREATED, REPAIRED, UPDATED, Change
-
-if TYPE_CHECKING:
-    from .kube import Kube
-
-NORMAL, WARNING = "Normal", "Warning"
-log = logging.getLogger("sglang_operator.events")
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
+from ..kube.events import NORMAL, WARNING, Event
+from .plan import CREATED, REPAIRED, UPDATED, Change
 
 
 def _names(changes: list[Change]) -> str:
@@ -67,26 +49,3 @@ def for_degraded(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
         return [Event(NORMAL, "Recovered", f"No longer degraded (was: {before.get('reason')})")]
     return []
 
-
-def api_poster(kube: "Kube") -> Callable[[Mapping[str, Any], Event], None]:
-    """Events written through the API. Not kopf.event: that needs context only kopf's own handler
-    tasks carry, and the resync thread and the autoscaler run outside them. A failed post is logged,
-    never a reason to fail the reconcile that caused it."""
-    instance = socket.gethostname()
-
-    def post(parent: Mapping[str, Any], e: Event) -> None:
-        meta = parent["metadata"]
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", content_type="application/json", body={
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                                   "namespace": meta["namespace"], "uid": meta.get("uid"),
-                                   "resourceVersion": meta.get("resourceVersion")},
-                "type": e.type, "reason": e.reason, "message": e.message[:1024],
-                "source": {"component": "sglang-operator"}, "reportingComponent": "sglang-operator",
-                "reportingInstance": instance, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
-        except Exception as err:  # noqa: BLE001 - an Event is best effort
-            log.warning("could not post event %s on %s/%s: %s", e.reason, meta["namespace"], meta["name"], err)
-    return post

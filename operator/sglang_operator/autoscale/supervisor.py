@@ -1,8 +1,10 @@
-"""Runs the autoscaler for every SGLangDeployment kopf knows, each on its own interval.
+"""Runs the autoscaler's tick (tick.py) for every SGLangDeployment kopf knows, each on its own
+interval.
 
 One asyncio task in the operator's loop over kopf's live index, rather than a kopf daemon or timer
-per object: kopf puts a finalizer on every object that has one, and that finalizer would block
-deleting an SGLangDeployment (and its namespace) whenever the operator is not running.
+per object: kopf puts a finalizer on every object that has one (kopf.on.daemon and kopf.on.timer:
+requires_finalizer=True), and that finalizer would block deleting an SGLangDeployment (and its
+namespace) whenever the operator is not running.
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from ..reconcile.kube import describe
-from .loop import Autoscaler
+from ..kube.errors import describe
+from .tick import Autoscaler
 
 log = logging.getLogger("sglang_operator.autoscaler")
 Key = tuple[str, str]  # namespace, name
