@@ -30,7 +30,8 @@ from radix_runtime.tiny_model import write_tiny_model
 from sglang_operator.autoscale.handoff import AUTOSCALER_MANAGER, replicas_owners
 from sglang_operator.autoscale.state import STATE_ANNOTATION
 
-from .operator_support import LWS, REPO, Api, Operator, example, wait_for
+from tests.support.kube import Api, LWS, wait_for_api
+from tests.support.operator import Operator, REPO, example
 
 pytestmark = pytest.mark.cluster
 
@@ -209,11 +210,6 @@ class Load:
         self._thread.join(10)
 
 
-@pytest.fixture
-def api(api_client, namespace):
-    return Api(api_client, namespace)
-
-
 def autoscaled(name: str, **autoscaling) -> dict:
     m = example(name)
     m["spec"]["parallelism"] = {"dp": 1}
@@ -227,10 +223,8 @@ def autoscaled(name: str, **autoscaling) -> dict:
     return m
 
 
-def finish(op: Operator, api: Api, cluster, tmp_path: Path) -> None:
-    """Delete the deployments while an operator runs (kopf's finalizer needs it), then stop it."""
-    if not op.alive():
-        op = Operator(cluster.kubeconfig, tmp_path, "-n", api.ns, name="cleanup")
+def finish(op: Operator, api: Api) -> None:
+    """Delete the deployments (garbage collection takes their children), then stop the operator."""
     try:
         api.delete_all_sglds()
     finally:
@@ -247,14 +241,14 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
     load = None
     try:
         api.create(autoscaled("q"))
-        wait_for(lambda: api.lws_or_none("q"), timeout=20, what="the LeaderWorkerSet")
+        wait_for_api(lambda: api.lws_or_none("q"), timeout=20, what="the LeaderWorkerSet")
         fake = FakeLws(api, "q", servers)
         # The autoscaler owns the replicas from the start (the operator's apply leaves them out).
-        owners = wait_for(lambda: (o := replicas_owners(api.lws("q"))) and AUTOSCALER_MANAGER in o and o,
+        owners = wait_for_api(lambda: (o := replicas_owners(api.lws("q"))) and AUTOSCALER_MANAGER in o and o,
                           timeout=15, what="the autoscaler to own spec.replicas")
         assert owners == {AUTOSCALER_MANAGER}, owners
         assert api.lws("q")["spec"]["replicas"] == 1
-        idle = wait_for(lambda: condition(api, "q", "ScalingActive").get("status") == "True"
+        idle = wait_for_api(lambda: condition(api, "q", "ScalingActive").get("status") == "True"
                         and api.sgld("q")["status"], timeout=20, what="ScalingActive=True while idle")
         assert idle["queueDepth"] == 0 and idle["desiredReplicas"] == 1
         assert condition(api, "q", "ScalingLimited")["reason"] == "TooFewReplicas"
@@ -264,15 +258,17 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
         # 12 clients, one running per server: >= 9 waiting over 3 groups, so the recommendation stays
         # at max until the load stops even when a scrape lands between two requests of a client.
         load = Load(fake, workers=12)
-        wait_for(lambda: fake.replicas() == GROUPS, timeout=POLL + UP_WINDOW + 8, interval=0.1,
+        wait_for_api(lambda: fake.replicas() == GROUPS, timeout=POLL + UP_WINDOW + 8, interval=0.1,
                  what="scale-up to maxReplicas")
         t_up = next(t for t, r in fake.history if r > 1)
         assert UP_WINDOW <= t_up - t_load <= POLL + UP_WINDOW + 4, (t_up - t_load, fake.history)
         rising = [r for _, r in fake.history]
         assert rising == sorted(rising), fake.history
-        st = wait_for(lambda: (s := api.sgld("q")["status"]).get("lastScaleTime") and s, what="status after scale")
-        assert st["desiredReplicas"] == GROUPS and st["queueDepth"] > 0
-        up = wait_for(lambda: [e["message"] for e in api.events("q") if e["reason"] == "Autoscaled"], what="the scale event")
+        # lastScaleTime is the autoscaler's; desiredReplicas the reconciler's, after the LWS event.
+        st = wait_for_api(lambda: (s := api.sgld("q")["status"]).get("lastScaleTime")
+                          and s.get("desiredReplicas") == GROUPS and s, what="status after scale")
+        assert st["queueDepth"] > 0
+        up = wait_for_api(lambda: [e["message"] for e in api.events("q") if e["reason"] == "Autoscaled"], what="the scale event")
         # The event carries the numbers that caused the scale, and they justify it.
         m = re.match(rf"Scaled up from 1 to (\d+) groups?: {METRIC} = ([\d.]+) over 1 leader\(s\)", up[0])
         assert m, up
@@ -285,25 +281,25 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
         assert "sglang-operator" not in replicas_owners(api.lws("q"))
 
         # Stop the load. In the middle of the down window, kill the operator and start another.
-        wait_for(lambda: len(api.core.list_namespaced_pod(api.ns).items) == GROUPS, what="the new leaders")
+        wait_for_api(lambda: len(api.core.list_namespaced_pod(api.ns).items) == GROUPS, what="the new leaders")
         time.sleep(POLL * 2)  # every leader scraped at least once under load
         assert fake.replicas() == GROUPS, fake.history
         load.stop()
         t_stop = time.time()
-        wait_for(lambda: sum(s.waiting() for s in servers) == 0, timeout=10, what="the queues to drain")
+        wait_for_api(lambda: sum(s.waiting() for s in servers) == 0, timeout=10, what="the queues to drain")
         assert STATE_ANNOTATION in api.lws("q")["metadata"]["annotations"]
         time.sleep(DOWN_WINDOW / 3)
         op.kill()
         op = Operator(cluster.kubeconfig, tmp_path, "-n", api.ns, name="op2")
-        wait_for(lambda: fake.replicas() == 1, timeout=DOWN_WINDOW + 15, interval=0.1, what="scale-down to minReplicas")
+        wait_for_api(lambda: fake.replicas() == 1, timeout=DOWN_WINDOW + 15, interval=0.1, what="scale-down to minReplicas")
         t_down = next(t for t, r in fake.history if t > t_stop and r < GROUPS)
         # No scale-down before the down window ran out, restart or not; and not long after it.
         assert DOWN_WINDOW <= t_down - t_stop <= DOWN_WINDOW + 8, (t_down - t_stop, fake.history)
         assert all(1 <= r <= GROUPS for _, r in fake.history), fake.history
-        down = wait_for(lambda: [e for e in api.events("q") if e["message"].startswith("Scaled down")],
+        down = wait_for_api(lambda: [e for e in api.events("q") if e["message"].startswith("Scaled down")],
                         what="the scale-down event")
         assert f"Scaled down from {GROUPS} to 1 group: {METRIC} = 0 over" in down[0]["message"], down
-        st = wait_for(lambda: (s := api.sgld("q")["status"]).get("desiredReplicas") == 1 and s, what="status after scale-down")
+        st = wait_for_api(lambda: (s := api.sgld("q")["status"]).get("desiredReplicas") == 1 and s, what="status after scale-down")
         assert st["queueDepth"] == 0
         assert op.alive(), op.log_tail()
     finally:
@@ -311,7 +307,7 @@ def test_queue_scales_groups_up_and_down_across_an_operator_restart(cluster, api
             load.stop()
         if fake is not None:
             fake.stop()
-        finish(op, api, cluster, tmp_path)
+        finish(op, api)
 
 
 def test_turning_autoscaling_off_hands_replicas_back_to_dp_and_on_again_keeps_them(cluster, api, tmp_path):
@@ -319,32 +315,32 @@ def test_turning_autoscaling_off_hands_replicas_back_to_dp_and_on_again_keeps_th
     try:
         api.create(autoscaled("h", minReplicas=2, maxReplicas=4))
         # Initial size: dp (1) within the bounds, owned by the autoscaler alone.
-        lws = wait_for(lambda: (l := api.lws_or_none("h")) and replicas_owners(l) == {AUTOSCALER_MANAGER} and l,
+        lws = wait_for_api(lambda: (l := api.lws_or_none("h")) and replicas_owners(l) == {AUTOSCALER_MANAGER} and l,
                        timeout=20, what="the autoscaler to own the replicas")
         assert lws["spec"]["replicas"] == 2
         # The autoscaler adds no finalizer: deleting a deployment never waits for the operator.
         assert not api.sgld("h")["metadata"].get("finalizers")
         # No leader answers here: the autoscaler holds (never a reason to scale down) and says why.
-        active = wait_for(lambda: condition(api, "h", "ScalingActive").get("reason") == "NoMetrics" and
+        active = wait_for_api(lambda: condition(api, "h", "ScalingActive").get("reason") == "NoMetrics" and
                           condition(api, "h", "ScalingActive"), timeout=15, what="NoMetrics")
         assert active["status"] == "False"
 
         api.patch_sgld("h", {"spec": {"autoscaling": {"enabled": False}, "parallelism": {"dp": 3}}})
-        wait_for(lambda: api.lws("h")["spec"]["replicas"] == 3 and "sglang-operator" in replicas_owners(api.lws("h")),
+        wait_for_api(lambda: api.lws("h")["spec"]["replicas"] == 3 and "sglang-operator" in replicas_owners(api.lws("h")),
                  timeout=15, what="dp to drive the replicas again")
-        wait_for(lambda: condition(api, "h", "ScalingActive").get("reason") == "Disabled", timeout=30,
+        wait_for_api(lambda: condition(api, "h", "ScalingActive").get("reason") == "Disabled", timeout=30,
                  what="ScalingActive=False/Disabled")
         # With the autoscaler off, the scale subresource drives dp (kubectl scale, HPA, KEDA).
         out = cluster.kubectl("-n", api.ns, "scale", "sgld/h", "--replicas=4").stdout
         assert "scaled" in out, out
-        wait_for(lambda: api.lws("h")["spec"]["replicas"] == 4, timeout=15, what="kubectl scale to reach the LWS")
+        wait_for_api(lambda: api.lws("h")["spec"]["replicas"] == 4, timeout=15, what="kubectl scale to reach the LWS")
 
         # On again: the autoscaler takes the live value over (no reset to LWS's default of 1).
         api.patch_sgld("h", {"spec": {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 5}}})
-        wait_for(lambda: replicas_owners(api.lws("h")) == {AUTOSCALER_MANAGER}, timeout=15,
+        wait_for_api(lambda: replicas_owners(api.lws("h")) == {AUTOSCALER_MANAGER}, timeout=15,
                  what="the autoscaler to own the replicas again")
         seen = [api.lws("h")["spec"]["replicas"] for _ in range(int(3 / 0.2)) if not time.sleep(0.2)]
         assert set(seen) == {4}, seen
         assert op.alive(), op.log_tail()
     finally:
-        finish(op, api, cluster, tmp_path)
+        finish(op, api)

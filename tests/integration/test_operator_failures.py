@@ -12,18 +12,12 @@ import time
 import pytest
 from kubernetes import client, watch
 
-from .operator_support import (Api, Operator, Proxy, admin_kubeconfig_via, example, resource_versions,
-                               settled_versions, wait_for)
+from sglang_operator.api.lws import LWS_CRD
+from sglang_operator.api.names import CRD_NAME as SGLD_CRD
+from tests.support.kube import Api, resource_versions, settled_versions, wait_for_api
+from tests.support.operator import Operator, Proxy, admin_kubeconfig_via, example
 
 pytestmark = pytest.mark.cluster
-
-LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
-SGLD_CRD = "sglangdeployments.sglangfleet.dev"
-
-
-@pytest.fixture
-def api(api_client, namespace):
-    return Api(api_client, namespace)
 
 
 @pytest.fixture
@@ -55,27 +49,27 @@ def test_missing_lws_crd_degrades_then_recovers_when_installed(cluster, api, api
     ext = client.ApiextensionsV1Api(api_client)
     ext.delete_custom_resource_definition(LWS_CRD)
     try:
-        wait_for(lambda: not served(api_client, "leaderworkerset.x-k8s.io/v1", "leaderworkersets"), timeout=30, interval=0.3,
+        wait_for_api(lambda: not served(api_client, "leaderworkerset.x-k8s.io/v1", "leaderworkersets"), timeout=30, interval=0.3,
                  what="the LWS API to disappear")
         op = start_operator()
         api.create(example("nolws"))
-        degraded = wait_for(lambda: (c := api.condition("nolws", "Degraded")) and c["status"] == "True" and c,
+        degraded = wait_for_api(lambda: (c := api.condition("nolws", "Degraded")) and c["status"] == "True" and c,
                             timeout=15, what="Degraded")
         assert degraded["reason"] == "LeaderWorkerSetMissing"
         assert "Install LeaderWorkerSet" in degraded["message"] and LWS_CRD in degraded["message"]
         assert api.condition("nolws", "Ready")["status"] == "False"
         # Nothing half-applied: the LWS comes first, and without it nothing else is written.
         assert api.service("nolws-api") is None and api.pdb("nolws") is None
-        warnings = wait_for(lambda: [e for e in api.events("nolws") if e["type"] == "Warning"], what="a Warning")
+        warnings = wait_for_api(lambda: [e for e in api.events("nolws") if e["type"] == "Warning"], what="a Warning")
         assert warnings[0]["reason"] == "LeaderWorkerSetMissing"
         # Retries with backoff, no crash loop.
-        wait_for(lambda: op.metric_sum("sglang_operator_reconcile_errors_total", reason="LeaderWorkerSetMissing") >= 3,
+        wait_for_api(lambda: op.metric_sum("sglang_operator_reconcile_errors_total", reason="LeaderWorkerSetMissing") >= 3,
                  timeout=15, what="retries")
         assert op.alive()
     finally:
         cluster.install_crds()  # keeps every other test's world intact
-    wait_for(lambda: all(api.children("nolws").values()), timeout=20, what="the children once LWS is installed")
-    wait_for(lambda: api.condition("nolws", "Degraded")["status"] == "False", what="Degraded=False")
+    wait_for_api(lambda: all(api.children("nolws").values()), timeout=20, what="the children once LWS is installed")
+    wait_for_api(lambda: api.condition("nolws", "Degraded")["status"] == "False", what="Degraded=False")
     assert {"Recovered"} <= {e["reason"] for e in api.events("nolws")}
     assert op.alive()
 
@@ -85,7 +79,7 @@ def test_spec_accepted_by_the_api_but_rejected_by_the_renderer(cluster, api, api
     parallelism rule, removed for the duration of the test)."""
     start_operator()
     api.create(example("skew"))
-    wait_for(lambda: all(api.children("skew").values()), what="children")
+    wait_for_api(lambda: all(api.children("skew").values()), what="children")
     before = resource_versions(api, "skew")
 
     ext = client.ApiextensionsV1Api(api_client)
@@ -99,11 +93,11 @@ def test_spec_accepted_by_the_api_but_rejected_by_the_renderer(cluster, api, api
             except client.ApiException as e:
                 assert e.status == 422, e
                 return False
-        wait_for(accepted, timeout=15, interval=0.5, what="the looser CRD")
+        wait_for_api(accepted, timeout=15, interval=0.5, what="the looser CRD")
     finally:
         cluster.install_crds()
 
-    degraded = wait_for(lambda: (c := api.condition("skew", "Degraded")) and c["status"] == "True" and c,
+    degraded = wait_for_api(lambda: (c := api.condition("skew", "Degraded")) and c["status"] == "True" and c,
                         what="Degraded")
     assert degraded["reason"] == "InvalidSpec" and "gpusPerPod must divide tp*pp" in degraded["message"]
     assert api.condition("skew", "Progressing")["reason"] == "InvalidSpec"
@@ -114,7 +108,7 @@ def test_spec_accepted_by_the_api_but_rejected_by_the_renderer(cluster, api, api
     assert api.lws("skew")["spec"]["replicas"] == 1
 
     api.patch_sgld("skew", {"spec": {"parallelism": {"gpusPerPod": 3}}})  # valid again
-    wait_for(lambda: api.condition("skew", "Degraded")["status"] == "False", what="recovery")
+    wait_for_api(lambda: api.condition("skew", "Degraded")["status"] == "False", what="recovery")
     assert api.lws("skew")["spec"]["replicas"] == 3
 
 
@@ -134,7 +128,7 @@ def test_operator_killed_mid_reconcile_leaves_no_duplicates_or_orphans(api, api_
 
     start_operator()
     for i in range(3):
-        wait_for(lambda: all(api.children(f"r{i}").values()) and api.sgld(f"r{i}").get("status", {}).get("conditions"),
+        wait_for_api(lambda: all(api.children(f"r{i}").values()) and api.sgld(f"r{i}").get("status", {}).get("conditions"),
                  what=f"r{i} to converge after the restart (partial state was {partial})")
     lws = api.custom.list_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets")["items"]
     svcs = api.core.list_namespaced_service(namespace).items
@@ -151,11 +145,11 @@ def test_operator_killed_mid_reconcile_leaves_no_duplicates_or_orphans(api, api_
 def test_resume_after_a_clean_restart_writes_nothing(api, start_operator):
     op = start_operator()
     api.create(example("resume"))
-    wait_for(lambda: all(api.children("resume").values()) and api.condition("resume", "Ready"), what="convergence")
+    wait_for_api(lambda: all(api.children("resume").values()) and api.condition("resume", "Ready"), what="convergence")
     before = settled_versions(api, "resume")
     assert op.stop() == 0
     op2 = start_operator()
-    wait_for(lambda: op2.metric_sum("sglang_operator_reconciles_total", kind="SGLangDeployment") >= 1,
+    wait_for_api(lambda: op2.metric_sum("sglang_operator_reconciles_total", kind="SGLangDeployment") >= 1,
              what="the resume handler to run")
     assert resource_versions(api, "resume") == before
 
@@ -170,8 +164,8 @@ def proxy(cluster):
 def test_operator_recovers_when_the_api_server_comes_back(cluster, proxy, api, start_operator, tmp_path):
     op = start_operator(kubeconfig=admin_kubeconfig_via(cluster, proxy.server, tmp_path / "via-proxy.kubeconfig"))
     api.create(example("apidown"))
-    wait_for(lambda: all(api.children("apidown").values()), what="children")
-    wait_for(lambda: (api.sgld("apidown").get("status") or {}).get("observedGeneration") == 1,
+    wait_for_api(lambda: all(api.children("apidown").values()), what="children")
+    wait_for_api(lambda: (api.sgld("apidown").get("status") or {}).get("observedGeneration") == 1,
              what="first status")  # written after the children: wait, or the cut may come between
 
     proxy.down()
@@ -182,6 +176,6 @@ def test_operator_recovers_when_the_api_server_comes_back(cluster, proxy, api, s
     assert api.sgld("apidown")["status"]["observedGeneration"] == 1
     proxy.up()
 
-    wait_for(lambda: api.lws("apidown")["spec"]["replicas"] == 2 and api.service("apidown-api"), timeout=40,
+    wait_for_api(lambda: api.lws("apidown")["spec"]["replicas"] == 2 and api.service("apidown-api"), timeout=40,
              interval=0.5, what="convergence after the API server came back")
     assert op.alive()

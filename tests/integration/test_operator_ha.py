@@ -7,7 +7,8 @@ import time
 import pytest
 from kubernetes import client
 
-from .operator_support import Api, Operator, example, resource_versions, wait_for
+from tests.support.kube import Api, resource_versions, wait_for_api
+from tests.support.operator import Operator, example
 
 pytestmark = pytest.mark.cluster
 
@@ -20,16 +21,16 @@ def test_two_replicas_one_leader_no_fighting_and_failover(cluster, api_client, n
     ops = [Operator(cluster.kubeconfig, tmp_path, "-n", namespace, "--leader-elect", *LEASE, name=f"replica{i}")
            for i in range(2)]
     try:
-        holder = wait_for(lambda: coord.read_namespaced_lease("sglang-operator", namespace).spec.holder_identity,
+        holder = wait_for_api(lambda: coord.read_namespaced_lease("sglang-operator", namespace).spec.holder_identity,
                           what="a leader")
         leader_gauge = lambda op: op.metric_sum("sglang_operator_leader")  # noqa: E731
-        wait_for(lambda: sorted(leader_gauge(op) for op in ops) == [0, 1], what="exactly one leader")
+        wait_for_api(lambda: sorted(leader_gauge(op) for op in ops) == [0, 1], what="exactly one leader")
         leader, standby = sorted(ops, key=leader_gauge, reverse=True)
 
         api.create(example("ha"))
-        wait_for(lambda: all(api.children("ha").values()) and api.condition("ha", "Ready"), what="convergence")
+        wait_for_api(lambda: all(api.children("ha").values()) and api.condition("ha", "Ready"), what="convergence")
         api.patch_lws_status("ha", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
-        wait_for(lambda: api.condition("ha", "Ready")["status"] == "True", what="Ready")
+        wait_for_api(lambda: api.condition("ha", "Ready")["status"] == "True", what="Ready")
 
         # Steady state with both running: nothing changes, and only the leader ever reconciled.
         before = resource_versions(api, "ha")
@@ -44,10 +45,10 @@ def test_two_replicas_one_leader_no_fighting_and_failover(cluster, api_client, n
         # Failover: the leader dies without releasing; the standby takes over after the lease expires.
         leader.kill()
         t0 = time.monotonic()
-        wait_for(lambda: coord.read_namespaced_lease("sglang-operator", namespace).spec.holder_identity != holder,
+        wait_for_api(lambda: coord.read_namespaced_lease("sglang-operator", namespace).spec.holder_identity != holder,
                  timeout=15, what="the standby to take the lease")
         api.patch_sgld("ha", {"spec": {"parallelism": {"dp": 2}}})
-        wait_for(lambda: api.lws("ha")["spec"]["replicas"] == 2, timeout=15, what="the new leader to reconcile")
+        wait_for_api(lambda: api.lws("ha")["spec"]["replicas"] == 2, timeout=15, what="the new leader to reconcile")
         takeover = time.monotonic() - t0
         assert takeover < 15, takeover
         assert standby.metric_sum("sglang_operator_leader") == 1

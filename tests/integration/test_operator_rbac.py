@@ -12,7 +12,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .operator_support import REPO, Api, Operator, example, free_port, token_kubeconfig, wait_for
+from tests.support.net import free_port
+from tests.support.kube import Api, wait_for_api
+from tests.support.operator import Operator, REPO, example, token_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -62,11 +64,11 @@ def test_operator_under_the_charts_service_account(cluster, api_client, namespac
 
         admin = Api(api_client, namespace)
         admin.create(example("least"))
-        wait_for(lambda: all(admin.children("least").values()), timeout=20, what="children created under the SA")
-        wait_for(lambda: admin.condition("least", "Ready"), what="status written under the SA")
-        wait_for(lambda: "Created" in {e["reason"] for e in admin.events("least")}, what="an Event posted under the SA")
+        wait_for_api(lambda: all(admin.children("least").values()), timeout=20, what="children created under the SA")
+        wait_for_api(lambda: admin.condition("least", "Ready"), what="status written under the SA")
+        wait_for_api(lambda: "Created" in {e["reason"] for e in admin.events("least")}, what="an Event posted under the SA")
         admin.core.delete_namespaced_service("least-api", namespace)
-        wait_for(lambda: admin.service("least-api"), timeout=10, what="drift repair under the SA")
+        wait_for_api(lambda: admin.service("least-api"), timeout=10, what="drift repair under the SA")
         assert httpx.get(f"http://127.0.0.1:{liveness}/healthz", timeout=5).status_code == 200
 
         # What the role does not grant.

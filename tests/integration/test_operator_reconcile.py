@@ -9,7 +9,8 @@ import pytest
 from sglang_operator.reconcile.diff import FINGERPRINT
 from sglang_operator.render import render_all
 
-from .operator_support import Api, Operator, example, subset, wait_for
+from tests.support.kube import Api, subset, wait_for_api
+from tests.support.operator import Operator, example
 
 pytestmark = pytest.mark.cluster
 
@@ -23,10 +24,10 @@ def operator(cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def api(operator, api_client, namespace):
-    api = Api(api_client, namespace)
+def api(operator, api):
+    """conftest's api, with the module's operator running and this test's deployments deleted after."""
     yield api
-    api.delete_all_sglds()  # while the operator runs: it removes kopf's finalizer
+    api.delete_all_sglds()
 
 
 def rendered(api: Api, name: str) -> dict[str, dict]:
@@ -42,7 +43,7 @@ def test_create_update_delete_follow_the_spec(operator, api):
     sgld = api.create(example("tiny"))
     uid = sgld["metadata"]["uid"]
 
-    wait_for(lambda: not any(matches_renderer(api, "tiny").values()), timeout=10, what="the rendered children")
+    wait_for_api(lambda: not any(matches_renderer(api, "tiny").values()), timeout=10, what="the rendered children")
     for kind, child in api.children("tiny").items():
         refs = child["metadata"]["ownerReferences"]
         assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in refs] == [
@@ -51,13 +52,13 @@ def test_create_update_delete_follow_the_spec(operator, api):
         assert managers == {"sglang-operator"}, kind
 
     api.patch_sgld("tiny", {"spec": {"parallelism": {"dp": 3}, "service": {"port": 8080}}})
-    wait_for(lambda: api.lws("tiny")["spec"]["replicas"] == 3 and api.service("tiny-api")["spec"]["ports"][0]["port"] == 8080,
+    wait_for_api(lambda: api.lws("tiny")["spec"]["replicas"] == 3 and api.service("tiny-api")["spec"]["ports"][0]["port"] == 8080,
              timeout=10, what="the update")
     assert not any(matches_renderer(api, "tiny").values())
-    status = wait_for(lambda: (s := api.sgld("tiny").get("status", {})).get("observedGeneration") == 2 and s,
+    status = wait_for_api(lambda: (s := api.sgld("tiny").get("status", {})).get("observedGeneration") == 2 and s,
                       what="observedGeneration 2")
     assert status["endpoint"] == f"http://tiny-api.{api.ns}.svc:8080"
-    reasons = wait_for(lambda: {"Created", "Updated", "Scaled"} <= {e["reason"] for e in api.events("tiny")}
+    reasons = wait_for_api(lambda: {"Created", "Updated", "Scaled"} <= {e["reason"] for e in api.events("tiny")}
                        and api.events("tiny"), what="events")
     scaled = [e for e in reasons if e["reason"] == "Scaled"]
     assert scaled[0]["message"] == "Scaled LeaderWorkerSet tiny from 1 to 3 groups"
@@ -65,12 +66,12 @@ def test_create_update_delete_follow_the_spec(operator, api):
     # kube-controller-manager's garbage collector removes the children. Right after the control plane
     # starts it may not know the CRD yet (it rescans discovery every 30 s), hence the long timeout.
     api.delete_sgld("tiny")
-    wait_for(lambda: not any(api.children("tiny").values()), timeout=60, interval=0.5, what="garbage collection")
+    wait_for_api(lambda: not any(api.children("tiny").values()), timeout=60, interval=0.5, what="garbage collection")
 
 
 def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster):
     api.create(example("st"))
-    st = wait_for(lambda: api.sgld("st").get("status", {}).get("conditions") and api.sgld("st")["status"],
+    st = wait_for_api(lambda: api.sgld("st").get("status", {}).get("conditions") and api.sgld("st")["status"],
                   what="a status")
     assert st["observedGeneration"] == 1 and st["desiredReplicas"] == 1
     assert st["selector"] == "leaderworkerset.sigs.k8s.io/worker-index=0,sglangfleet.dev/deployment=st"
@@ -81,7 +82,7 @@ def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster
 
     # No pods run here: play the LWS controller and report the group as ready.
     api.patch_lws_status("st", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
-    wait_for(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True")
+    wait_for_api(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True")
     st = api.sgld("st")["status"]
     assert st["readyReplicas"] == 1 and st["replicas"] == 1
     assert {c["type"]: c["reason"] for c in st["conditions"]} == {
@@ -93,24 +94,24 @@ def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster
     assert row[col:].split()[0] == "AllGroupsReady"  # the Ready condition's reason
 
     api.patch_sgld("st", {"spec": {"parallelism": {"dp": 2}}})
-    wait_for(lambda: (api.condition("st", "Progressing") or {}).get("reason") == "ScalingUp", what="ScalingUp")
+    wait_for_api(lambda: (api.condition("st", "Progressing") or {}).get("reason") == "ScalingUp", what="ScalingUp")
     api.patch_lws_status("st", {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2})
-    ready = wait_for(lambda: (c := api.condition("st", "Ready")) and c["status"] == "False" and c, what="Ready=False")
+    ready = wait_for_api(lambda: (c := api.condition("st", "Ready")) and c["status"] == "False" and c, what="Ready=False")
     assert ready["reason"] == "GroupsNotReady" and ready["message"].startswith("1/2 groups ready")
     api.patch_lws_status("st", {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2})
-    wait_for(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True again")
+    wait_for_api(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True again")
     assert api.sgld("st")["status"]["readyReplicas"] == 2
 
 
 def test_drift_is_repaired_from_watch_events(operator, api):
     api.create(example("drift"))
-    wait_for(lambda: all(api.children("drift").values()), what="children")
+    wait_for_api(lambda: all(api.children("drift").values()), what="children")
     fingerprint = api.lws("drift")["metadata"]["annotations"][FINGERPRINT]
 
     # Hand edits by another field manager: group size and the Service selector.
     api.patch_lws("drift", {"spec": {"leaderWorkerTemplate": {"size": 4}}})
     api.core.patch_namespaced_service("drift-api", api.ns, {"spec": {"selector": {"sglangfleet.dev/deployment": "other"}}})
-    wait_for(lambda: api.lws("drift")["spec"]["leaderWorkerTemplate"]["size"] == 1
+    wait_for_api(lambda: api.lws("drift")["spec"]["leaderWorkerTemplate"]["size"] == 1
              and api.service("drift-api")["spec"]["selector"]["sglangfleet.dev/deployment"] == "drift",
              timeout=5, what="the edits to be reverted")
     assert api.lws("drift")["metadata"]["annotations"][FINGERPRINT] == fingerprint
@@ -118,10 +119,10 @@ def test_drift_is_repaired_from_watch_events(operator, api):
     # A deleted child is recreated.
     old_uid = api.service("drift-api")["metadata"]["uid"]
     api.core.delete_namespaced_service("drift-api", api.ns)
-    svc = wait_for(lambda: (s := api.service("drift-api")) and s["metadata"]["uid"] != old_uid and s,
+    svc = wait_for_api(lambda: (s := api.service("drift-api")) and s["metadata"]["uid"] != old_uid and s,
                    timeout=5, what="the Service to be recreated")
     assert svc["spec"]["selector"] == rendered(api, "drift")["Service"]["spec"]["selector"]
-    reasons = wait_for(lambda: {"DriftRepaired", "Recreated"} <= {e["reason"] for e in api.events("drift")}
+    reasons = wait_for_api(lambda: {"DriftRepaired", "Recreated"} <= {e["reason"] for e in api.events("drift")}
                        and api.events("drift"), what="events")
     repaired = " ".join(e["message"] for e in reasons if e["reason"] == "DriftRepaired")
     assert "spec.leaderWorkerTemplate.size" in repaired and "spec.selector" in repaired

@@ -11,7 +11,8 @@ import time
 import pytest
 from kubernetes import client
 
-from .operator_support import Api, Operator, example, resource_versions, wait_for
+from tests.support.kube import Api, resource_versions, wait_for_api
+from tests.support.operator import Operator, example
 
 pytestmark = pytest.mark.cluster
 
@@ -43,11 +44,11 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
     op = Operator(cluster.kubeconfig, tmp_path, "-n", namespace, "--resync-seconds=20")
     try:
         api.create(example("steady"))
-        wait_for(lambda: all(api.children("steady").values()), what="children")
+        wait_for_api(lambda: all(api.children("steady").values()), what="children")
         api.patch_lws_status("steady", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
-        wait_for(lambda: api.condition("steady", "Ready")["status"] == "True", what="Ready")
+        wait_for_api(lambda: api.condition("steady", "Ready")["status"] == "True", what="Ready")
         core = client.CoreV1Api(api_client)
-        wait_for(lambda: not [n for n in core.list_namespace().items if n.status.phase == "Terminating"],
+        wait_for_api(lambda: not [n for n in core.list_namespace().items if n.status.phase == "Terminating"],
                  timeout=60, interval=1, what="other test namespaces to finish terminating")
         time.sleep(2)  # let the last events of the convergence land
 
@@ -65,7 +66,7 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
         assert op.metric_sum("sglang_operator_reconciles_total") > reconciles
         # ... and it still reacts at once.
         api.core.patch_namespaced_service("steady-api", namespace, {"spec": {"selector": {"sglangfleet.dev/role": "x"}}})
-        wait_for(lambda: "sglangfleet.dev/role" not in api.service("steady-api")["spec"]["selector"], timeout=5,
+        wait_for_api(lambda: "sglangfleet.dev/role" not in api.service("steady-api")["spec"]["selector"], timeout=5,
                  what="drift repair after the window")
         assert op.alive()
     finally:
