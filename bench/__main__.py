@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import Server
-from bench.workload import SharedPrefix, ideal_cached
+from tests.support.server import RuntimeServer
+from tests.support.shared_prefix import SharedPrefix, ideal_cached
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,7 +75,7 @@ async def drive(url: str, prompts: list[list[int]], max_new: int, concurrency: i
         return results, time.perf_counter() - t0
 
 
-def measure(server: Server, prompts: list[list[int]], args) -> dict:
+def measure(server: RuntimeServer, prompts: list[list[int]], args) -> dict:
     httpx.post(server.url + "/generate", json={"input_ids": [7, 8, 9], "sampling_params": {
         "max_new_tokens": 4}}, timeout=120)  # warm up the model path
     httpx.post(server.url + "/flush_cache", timeout=30)
@@ -153,8 +153,8 @@ def main(argv=None) -> int:
               f"tokens each, {args.concurrency} in flight; ideal hit rate {ideal:.3f}", flush=True)
         results = {}
         for name, flags in (("radix on", []), ("radix off", ["--disable-radix-cache"])):
-            server = Server(model, flags, Path(tmp, f"{name.replace(' ', '_')}.log"),
-                            threads=args.threads).wait_ready()
+            server = RuntimeServer(model, flags, Path(tmp, f"{name.replace(' ', '_')}.log"),
+                                   threads=args.threads).wait_ready()
             try:
                 print(f"running: {name} ...", flush=True)
                 results[name] = measure(server, prompts, args)

@@ -45,3 +45,6 @@ def namespace(cluster, api_client):
     client.CoreV1Api(api_client).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     client.CoreV1Api(api_client).delete_namespace(name, propagation_policy="Background")
+
+
+from tests.support.tiny_models import tiny_model, tiny_models  # noqa: E402,F401 - runtime fixtures

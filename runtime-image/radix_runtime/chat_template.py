@@ -16,6 +16,9 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .hf_files import read_json
+from .tokenizer import token_text
+
 BUILTIN = {
     "chatml": (
         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
@@ -27,13 +30,6 @@ BUILTIN = {
 
 class ChatTemplateError(ValueError):
     """The template is missing, or rendering failed (e.g. it called raise_exception)."""
-
-
-def _token_text(tok) -> str | None:
-    # tokenizer_config.json stores special tokens as strings or as AddedToken dicts.
-    if isinstance(tok, dict):
-        return tok.get("content")
-    return tok
 
 
 def _raise_exception(message):
@@ -93,8 +89,8 @@ def load_chat_template(tokenizer_dir: str | Path,
                        override: str | None = None) -> ChatTemplate | None:
     """The template for a model directory (None when it has none and no override is given)."""
     tokenizer_dir = Path(tokenizer_dir)
-    config = _read_json(tokenizer_dir / "tokenizer_config.json")
-    special = {name: _token_text(config.get(name))
+    config = read_json(tokenizer_dir / "tokenizer_config.json")
+    special = {name: token_text(config.get(name))
                for name in ("bos_token", "eos_token", "unk_token", "pad_token")}
     if override:
         source, origin = _resolve_override(override)
@@ -114,7 +110,7 @@ def _resolve_override(value: str) -> tuple[str, str]:
     path = Path(value)
     if path.is_file():
         if path.suffix == ".json":
-            source = _pick(_read_json(path).get("chat_template"))
+            source = _pick(read_json(path).get("chat_template"))
             if not source:
                 raise ChatTemplateError(f"{path} has no chat_template key")
             return source, str(path)
@@ -130,10 +126,3 @@ def _pick(template) -> str | None:
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         return named.get("default") or next(iter(named.values()), None)
     return template or None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}

@@ -7,28 +7,28 @@ is ready). SIGTERM drains: /health turns 503, new requests get 503, in-flight on
 This is also the image's one entrypoint for a LeaderWorkerSet group: with --tp-size x --pp-size > 1
 it starts this pod's rank processes (distributed/launcher.py: placement from the LWS variables or
 SGLang's distributed flags); with --engine sglang it execs upstream SGLang with the same flags.
+This module only parses the flags into EngineConfig and ServerConfig (core/config.py, which holds
+the defaults) and dispatches.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
 
+from radix_runtime.core.config import DTYPE_ALIASES, DTYPES, EngineConfig, ServerConfig
 from radix_runtime.distributed.launcher import (DIST_INIT_PORT, ENV_LOCAL_RANK, placement,
                                                 sglang_argv)
-from radix_runtime.engine.protocol import EngineConfig
 from radix_runtime.version import __version__
 
 # Upstream SGLang flags that change nothing for us, accepted so copied command lines keep working.
 _NO_OP_FLAGS = ("--trust-remote-code", "--enable-metrics", "--disable-cuda-graph",
                 "--skip-server-warmup", "--enable-cache-report")
 
-_ENGINE_FLAGS = ("model_path", "tokenizer_path", "dtype", "device", "context_length", "page_size",
-                 "max_total_tokens", "mem_fraction_static", "max_running_requests",
-                 "max_queued_requests", "chunked_prefill_size", "max_prefill_tokens",
-                 "schedule_policy", "disable_radix_cache", "random_seed", "tp_size", "pp_size")
+_S = ServerConfig  # the server flags' defaults
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,30 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--tokenizer-path", help="tokenizer directory (default: --model-path)")
     m.add_argument("--served-model-name", help="name /v1/models reports (default: --model-path)")
     m.add_argument("--chat-template", help="template file (.jinja/.json), built-in name or text")
-    m.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "half", "float"])
+    m.add_argument("--dtype", choices=["auto", *DTYPES, *DTYPE_ALIASES])
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
     m.add_argument("--context-length", type=int)
 
     h = p.add_argument_group("http")
-    h.add_argument("--host", default="127.0.0.1")
-    h.add_argument("--port", type=int, default=30000)
+    h.add_argument("--host", default=_S.host)
+    h.add_argument("--port", type=int, default=_S.port)
     h.add_argument("--api-key", help="require `Authorization: Bearer KEY` (health and metrics "
                                      "stay open)")
     h.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
     h.add_argument("--log-requests", action="store_true", help="log every HTTP request")
-    h.add_argument("--watchdog-timeout", type=float, default=300.0,
+    h.add_argument("--watchdog-timeout", type=float, default=_S.watchdog_timeout,
                    help="/health turns 503 when the scheduler has work but made no step for this "
                         "many seconds")
-    h.add_argument("--shutdown-timeout", type=float, default=30.0,
+    h.add_argument("--shutdown-timeout", type=float, default=_S.shutdown_timeout,
                    help="after SIGTERM, how long in-flight requests may take to finish")
-    h.add_argument("--health-generate-timeout", type=float, default=20.0,
+    h.add_argument("--health-generate-timeout", type=float, default=_S.health_generate_timeout,
                    help="deadline of /health_generate's one-token generation")
-    h.add_argument("--extend-max-conversations", type=int, default=1024,
+    h.add_argument("--extend-max-conversations", type=int, default=_S.extend_max_conversations,
                    help="conversations /extend remembers (least recently used dropped first)")
-    h.add_argument("--extend-ttl", type=float, default=3600.0,
+    h.add_argument("--extend-ttl", type=float, default=_S.extend_ttl,
                    help="seconds an unused conversation is remembered for /extend")
-    h.add_argument("--hit-rate-window-tokens", type=int, default=1 << 18,
+    h.add_argument("--hit-rate-window-tokens", type=int, default=_S.hit_rate_window_tokens,
                    help="prompt tokens of recent prefill work the hit-rate gauge covers")
 
     s = p.add_argument_group("scheduler and memory")
@@ -111,12 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config(cls, args: argparse.Namespace):
+    """The dataclass's fields from the flags of the same name; a flag not given keeps its default."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if getattr(args, f.name) is not None})
+
+
 def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """Only flags the user gave override EngineConfig's defaults."""
-    given = {k: getattr(args, k) for k in _ENGINE_FLAGS if getattr(args, k) is not None}
-    dtype = given.get("dtype")
-    given["dtype"] = {"half": "float16", "float": "float32"}.get(dtype, dtype) if dtype else "auto"
-    return EngineConfig(**given)
+    return _config(EngineConfig, args)
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    return _config(ServerConfig, args)
 
 
 def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namespace:
@@ -143,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     tag = "" if p.world_size == 1 else f" [rank {p.rank(local_rank)}]"
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format=f"[%(asctime)s] %(levelname)s %(name)s{tag}: %(message)s")
+    config, server = engine_config(args), server_config(args)
     if p.world_size > 1:
-        from radix_runtime.distributed.rank import run
+        from radix_runtime.distributed.rank import run  # after arg parsing: --help stays fast
 
-        return run(args, p, local_rank, argv)
-    from radix_runtime.server.app import serve  # after arg parsing: --help stays fast
+        return run(config, server, p, local_rank, argv, args.dist_timeout, args.dist_heartbeat_timeout)
+    from radix_runtime.server.app import serve
 
-    return asyncio.run(serve(args, engine_config(args)))
+    return asyncio.run(serve(server, config))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ class SlotAllocator:
     """Free slots kept as a CPU int64 tensor; alloc takes from the front, free appends."""
 
     def __init__(self, size: int):
-        self.size = size
         self.free_slots = torch.arange(1, size + 1, dtype=torch.int64)
 
     def available(self) -> int:
@@ -46,6 +45,3 @@ class SlotAllocator:
     def free(self, slots: torch.Tensor) -> None:
         if slots.numel():
             self.free_slots = torch.cat((self.free_slots, slots.to(torch.int64).cpu()))
-
-    def reset(self) -> None:
-        self.free_slots = torch.arange(1, self.size + 1, dtype=torch.int64)

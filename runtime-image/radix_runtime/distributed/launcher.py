@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Mapping
 
-DIST_INIT_PORT = 20000  # the renderer's default rendezvous port (render/engines.py)
+DIST_INIT_PORT = 20000  # the operator's default too (operator/sglang_operator/render/engines.py)
 ENV_LOCAL_RANK = "RADIX_LOCAL_RANK"
 ENV_GPUS_PER_NODE = "RADIX_GPUS_PER_NODE"
 ENV_PARENT_PID = "RADIX_PARENT_PID"  # lets a child notice a launcher that died before PDEATHSIG

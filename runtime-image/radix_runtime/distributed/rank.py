@@ -20,29 +20,23 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from . import group as groups
-from .health import OK, GroupHealth
-from .health_http import serve_health
+from ..core.config import EngineConfig, ServerConfig
+from ..engine.radix_engine import RadixEngine
+from ..executor.group_runner import LeaderRunner, StageRunner, follow
+from ..executor.model_runner import ModelRunner
+from ..executor.shard import choose_device, load_shard
+from ..parallel import group as groups
+from ..server.app import serve
+from .follower_http import serve_health
+from .heartbeat import OK, GroupHealth
 from .launcher import ENV_PARENT_PID, Placement, die_with_parent, spawn_local_ranks, watch_children
 
 log = logging.getLogger("radix_runtime.rank")
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"local rank {local_rank} needs GPU {local_rank}, this pod has "
-                             f"{torch.cuda.device_count()} (tp x pp / nnodes ranks per pod)")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
-    from ..launch_server import engine_config
-
+def run(config: EngineConfig, server: ServerConfig, p: Placement, local_rank: int, argv: list[str],
+        dist_timeout: float, heartbeat_timeout: float) -> int:
+    """One rank process of `p`'s group (`argv` starts this pod's other ranks); the exit code."""
     if "OMP_NUM_THREADS" not in os.environ:  # the node's cores, shared among its ranks
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // p.local_ranks))
     rank = p.rank(local_rank)
@@ -50,25 +44,24 @@ def run(args, p: Placement, local_rank: int, argv: list[str]) -> int:
         die_with_parent()
         if os.getppid() != int(os.environ.get(ENV_PARENT_PID, os.getppid())):
             return 1  # the launcher died before we could ask to die with it
-    config = engine_config(args)
-    device = _device(config.device, local_rank)
+    device = choose_device(config.device, local_rank)
     config.device = str(device)
     health = GroupHealth("127.0.0.1" if rank == 0 else p.host, p.port, rank, p.world_size,
-                         args.dist_heartbeat_timeout)
+                         heartbeat_timeout)
     children = spawn_local_ranks(p, argv) if local_rank == 0 else []
     watch_children(children, health.fail)
     log.info("rank %d of %d (tp %d x pp %d, node %d/%d), rendezvous at %s:%d", rank, p.world_size,
              p.tp, p.pp, p.node_rank, p.nnodes, p.host, p.port)
     if rank == 0:
         store = dist.TCPStore(p.host, p.port, p.world_size, is_master=True,
-                              timeout=timedelta(seconds=args.dist_timeout), wait_for_workers=False)
+                              timeout=timedelta(seconds=dist_timeout), wait_for_workers=False)
         health.start()
-        code = _lead(args, config, store, p, device, health)
+        code = _lead(config, server, store, p, device, health, dist_timeout)
     else:
         signal.signal(signal.SIGTERM, lambda *_: setattr(health, "terminating", True))
         if local_rank == 0:  # the pod's probes get answers ("starting") while rank 0 is awaited
-            serve_health(health, args.host, args.port)
-        code = _follow(args, config, p, rank, device, health)
+            serve_health(health, server.host, server.port)
+        code = _follow(config, p, rank, device, health, dist_timeout)
     for c in children:  # they got the leader's stop too; the pod ends when all its ranks have
         try:
             c.wait(timeout=30)
@@ -86,28 +79,21 @@ def _join(store, p: Placement, rank: int, device, health, timeout: float) -> gro
     return groups.init(dist.PrefixStore("pg", store), rank, p.tp, p.pp, device, timeout, health)
 
 
-def _lead(args, config, store, p, device, health) -> int:
-    from ..engine.engine import Engine
-    from ..server.app import serve
-
+def _lead(config, server, store, p, device, health, timeout: float) -> int:
     def factory(cfg):
-        _join(store, p, 0, device, health, args.dist_timeout)
-        engine = Engine(cfg)
+        g = _join(store, p, 0, device, health, timeout)
+        engine = RadixEngine(cfg, lambda runner: LeaderRunner(StageRunner(runner, g), health.fail))
         health.set_state(OK)
         return engine
 
-    return asyncio.run(serve(args, config, factory))
+    return asyncio.run(serve(server, config, factory))
 
 
-def _follow(args, config, p, rank, device, health) -> int:
-    from ..engine.engine import load_shard
-    from ..engine.model_runner import ModelRunner
-    from .runner import StageRunner, follow
-
+def _follow(config, p, rank, device, health, timeout: float) -> int:
     try:
         store = dist.TCPStore(p.host, p.port, p.world_size, is_master=False,
-                              timeout=timedelta(seconds=args.dist_timeout))
-        g = _join(store, p, rank, device, health, args.dist_timeout)
+                              timeout=timedelta(seconds=timeout))
+        g = _join(store, p, rank, device, health, timeout)
         health.start()
         torch.manual_seed(config.random_seed)
         model, _, _, pool = load_shard(config, device)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.kv_pool import KVPool
-from ..engine.forward_batch import ForwardBatch
+from ..core.forward_batch import ForwardBatch
 
 
 def _grouped_attention(q, k, v, mask, scale):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributed.group import current
+from ..parallel.group import current
 
 
 def shape_of(loaded) -> list[int]:
@@ -55,17 +55,6 @@ class LinearBase(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
-
-
-class ColumnParallelLinear(LinearBase):
-    """Output features split across TP ranks (no communication in forward)."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = False):
-        super().__init__(in_features, _split(out_features, current().tp_size, "output size"), bias)
-
-    def weight_loader(self, param, loaded, shard_id=None):
-        n = param.shape[0]
-        param.data.copy_(narrow(loaded, 0, self.tp_rank * n, n))
 
 
 class RowParallelLinear(LinearBase):

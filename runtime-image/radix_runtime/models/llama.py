@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributed.group import current
-from ..engine.forward_batch import ForwardBatch
+from ..core.forward_batch import ForwardBatch
+from ..parallel.group import current
 from ..layers.linear import (MergedColumnParallelLinear, ParallelLMHead, QKVParallelLinear,
                              RowParallelLinear, VocabParallelEmbedding, parallel_logits)
 from ..layers.norm import RMSNorm

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..engine.protocol import EngineRequest, SamplingParams
+from ..core.request import EngineRequest, SamplingParams
 from ..tokenizer import IncrementalDetokenizer
 
 _EMPTY = torch.empty(0, dtype=torch.int64)
@@ -71,10 +71,6 @@ class Req:
     def remaining(self) -> int:
         """Tokens still to run through the model before the next sample."""
         return self.fill_len - self.kv_len
-
-    @property
-    def is_decoding(self) -> bool:
-        return self.kv_len > 0 and self.remaining == 1 and len(self.output_ids) > 0
 
     def match_limit(self) -> int:
         """How much of fill_ids may come from the cache: at least one token must run to give

@@ -10,18 +10,19 @@ Not thread-safe: the engine calls it from its loop thread under a lock.
 """
 from __future__ import annotations
 
-import time
 
 import torch
 
 from ..cache.kv_pool import KVPool
 from ..cache.radix_tree import RadixTree
-from ..engine.model_runner import ModelRunner, SeqInput
-from ..engine.protocol import EngineConfig, EngineOutput
-from ..engine.sampling import SampleRow, logprobs_of, sample
+from ..core.config import EngineConfig
+from ..core.forward_batch import SeqInput
+from ..core.request import EngineOutput
+from ..executor.model_runner import ModelRunner
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
 from .request import Req
+from .sampling import SampleRow, logprobs_of, sample
 
 
 class Scheduler:
@@ -360,6 +361,3 @@ class Scheduler:
         size = self.pool.size
         used = size - self.alloc.available()
         return used / size, self.tree.total_size() / size
-
-    def now(self) -> float:
-        return time.monotonic()

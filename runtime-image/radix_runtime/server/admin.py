@@ -26,10 +26,11 @@ async def model_info(request: web.Request) -> web.Response:
 
 async def server_info(request: web.Request) -> web.Response:
     state = state_of(request)
-    args = {k: v for k, v in vars(state.args).items() if k != "api_key"}  # never echo secrets
+    flags = {**dataclasses.asdict(state.config), **dataclasses.asdict(state.server)}
+    del flags["api_key"]  # never echo secrets
     stats = state.stats()
     return web.json_response({
-        **args, "version": __version__, "phase": state.phase,
+        **flags, "version": __version__, "phase": state.phase,
         "engine_config": dataclasses.asdict(state.config),
         "chat_template": state.chat_template.origin if state.chat_template else None,
         "internal_states": [dataclasses.asdict(stats)] if stats else [],

@@ -2,12 +2,9 @@
 background, drain on SIGTERM."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
-import json
 import logging
-import os
 import signal
 import time
 from typing import Callable
@@ -15,7 +12,8 @@ from typing import Callable
 from aiohttp import web
 
 from radix_runtime.chat_template import ChatTemplateError, load_chat_template
-from radix_runtime.engine.protocol import Engine, EngineConfig
+from radix_runtime.core.config import EngineConfig, ServerConfig
+from radix_runtime.core.protocol import Engine
 from radix_runtime.server import admin, health, native, openai
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.state import DRAINING, FAILED, READY, ServerState
@@ -49,7 +47,7 @@ async def gate_middleware(request: web.Request, handler):
     if request.path in OPEN_PATHS:
         return await handler(request)
     state: ServerState = request.app["state"]
-    key = state.args.api_key
+    key = state.server.api_key
     if key:
         auth = request.headers.get("Authorization", "")
         given = auth[7:] if auth.startswith("Bearer ") else request.headers.get("X-API-Key", "")
@@ -70,7 +68,7 @@ def create_app(state: ServerState) -> web.Application:
 
 
 def default_engine_factory(config: EngineConfig) -> Engine:
-    from radix_runtime.engine.engine import Engine as RadixEngine
+    from radix_runtime.engine.radix_engine import RadixEngine  # torch: only once serving
 
     return RadixEngine(config)
 
@@ -81,13 +79,11 @@ async def load(state: ServerState, factory: Callable[[EngineConfig], Engine]) ->
     t0 = time.monotonic()
     try:
         tok_dir = config.tokenizer_path or config.model_path
-        state.chat_template = load_chat_template(tok_dir, state.args.chat_template)
-        with open(os.path.join(config.model_path, "config.json")) as f:
-            state.vocab_size = int(json.load(f)["vocab_size"])
+        state.chat_template = load_chat_template(tok_dir, state.server.chat_template)
         state.load_message = f"loading weights from {config.model_path}"
         log.info("Loading model from %s ...", config.model_path)
         state.engine = await asyncio.to_thread(factory, config)
-        state.vocab_size = max(state.vocab_size, getattr(state.engine.tokenizer, "vocab_size", 0))
+        state.vocab_size = max(state.engine.vocab_size, state.engine.tokenizer.vocab_size)
     except (Exception, ChatTemplateError) as e:
         state.phase, state.load_error = FAILED, f"{type(e).__name__}: {e}"
         log.exception("model failed to load")
@@ -101,19 +97,19 @@ async def load(state: ServerState, factory: Callable[[EngineConfig], Engine]) ->
     log.info("The server is fired up and ready to roll!")
 
 
-async def serve(args: argparse.Namespace, config: EngineConfig,
+async def serve(server: ServerConfig, config: EngineConfig,
                 factory: Callable[[EngineConfig], Engine] = default_engine_factory) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
-    state = ServerState(args, config)
+    state = ServerState(server, config)
     # handler_cancellation: a client that goes away cancels its handler, which aborts its
     # requests in the engine (non-streaming ones too).
-    access_log = logging.getLogger("radix_runtime.access") if args.log_requests else None
+    access_log = logging.getLogger("radix_runtime.access") if server.log_requests else None
     runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=access_log,
                            shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    await web.TCPSite(runner, server.host, server.port).start()
     log.info("HTTP server listening on http://%s:%d (model loading in the background)",
-             args.host, args.port)
+             server.host, server.port)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,12 +123,12 @@ async def serve(args: argparse.Namespace, config: EngineConfig,
     if state.phase != FAILED:
         state.phase = DRAINING
     log.info("Shutting down: draining %d in-flight request(s) (up to %gs; signal again to stop "
-             "now)", state.inflight, args.shutdown_timeout)
+             "now)", state.inflight, server.shutdown_timeout)
     force = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, force.set)
     waits = [asyncio.create_task(state.idle.wait()), asyncio.create_task(force.wait())]
-    await asyncio.wait(waits, timeout=args.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(waits, timeout=server.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
     for w in waits:
         w.cancel()
     if state.inflight:

@@ -53,7 +53,7 @@ def from_validation_error(err: ValidationError) -> APIError:
 
 
 def _is_union_tag(part) -> bool:
-    # pydantic puts the tried union member in the location ("list[int]", "str", "SamplingParams");
+    # pydantic puts the tried union member in the location ("list[int]", "str", "SamplingParamsBody");
     # it names a type, not a field (ours are snake_case), so leave it out of the path users see.
     return isinstance(part, str) and ("[" in part or part != part.lower()
                                       or part in {"str", "int", "float", "bool", "dict"})

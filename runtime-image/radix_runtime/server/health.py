@@ -3,7 +3,7 @@
 Both answer 503 while the model loads, after it failed to load, while draining, when the
 scheduler has work but has not stepped for --watchdog-timeout seconds (it is stuck), and when a
 rank of a tensor/pipeline-parallel group died or hung (the process then exits, see
-distributed/health.py).
+distributed/heartbeat.py).
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import time
 
 from aiohttp import web
 
-from radix_runtime.engine.protocol import EngineRequest, EngineStats, SamplingParams
-from radix_runtime.server import runner
+from radix_runtime.core.protocol import EngineStats
+from radix_runtime.core.request import EngineRequest, SamplingParams
+from radix_runtime.server import engine_calls
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.http import state_of
 from radix_runtime.server.requests import new_rid
@@ -22,7 +23,7 @@ from radix_runtime.server.state import DRAINING, FAILED, LOADING, ServerState
 
 def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
                 watchdog_timeout: float, detail: str = "", now: float) -> tuple[int, dict]:
-    """The seed docs' /health JSON and its status code. `detail`: what loading is doing, or why
+    """The Olla proxy's SGLang docs' /health JSON and its status code. `detail`: what loading is doing, or why
     it failed."""
     if phase == LOADING or stats is None:
         return 503, {"status": "loading", "model_loaded": False, "radix_cache_ready": False,
@@ -49,7 +50,7 @@ def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
 def state_health(state: ServerState) -> tuple[int, dict]:
     detail = state.load_error if state.phase == FAILED else state.load_message
     return health_body(state.phase, state.stats(), radix_cache=not state.config.disable_radix_cache,
-                       watchdog_timeout=state.args.watchdog_timeout, detail=detail or "",
+                       watchdog_timeout=state.server.watchdog_timeout, detail=detail or "",
                        now=time.monotonic())
 
 
@@ -67,10 +68,10 @@ async def health_generate(request: web.Request) -> web.Response:
     bos = getattr(engine.tokenizer, "bos_token_id", None)
     req = EngineRequest(rid=f"health-{new_rid()}", input_ids=[bos if bos is not None else 0],
                         sampling=SamplingParams(max_new_tokens=1, temperature=0.0))
-    timeout = state.args.health_generate_timeout
+    timeout = state.server.health_generate_timeout
     started = time.monotonic()
     try:
-        out = await asyncio.wait_for(runner.run_to_end(state, req), timeout)
+        out = await asyncio.wait_for(engine_calls.run_to_end(state, req), timeout)
     except asyncio.TimeoutError:
         return web.json_response({**body, "status": "unhealthy",
                                   "reason": f"no token within {timeout:g}s"}, status=503)

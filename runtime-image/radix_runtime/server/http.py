@@ -7,7 +7,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from radix_runtime.engine.protocol import EngineOutput
+from radix_runtime.core.request import EngineOutput
 from radix_runtime.server.errors import bad_request, from_validation_error
 from radix_runtime.server.state import ServerState
 
@@ -29,7 +29,7 @@ def state_of(request: web.Request) -> ServerState:
 
 
 def cache_headers(outputs: list[EngineOutput]) -> dict[str, str]:
-    """The seed docs' X-SGLang-Cache-Hit (was any prompt served from the radix cache) plus the
+    """The Olla proxy's SGLang docs' X-SGLang-Cache-Hit (was any prompt served from the radix cache) plus the
     number of cached prompt tokens."""
     cached = sum(o.cached_tokens for o in outputs)
     return {"X-SGLang-Cache-Hit": "true" if cached > 0 else "false",

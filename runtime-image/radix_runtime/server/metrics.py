@@ -1,7 +1,7 @@
 """Prometheus metrics, on a registry of this server's own (tests run several servers per process).
 
 Gauges and counters are read from the engine's stats at scrape time; the latency histograms and the
-hit-rate window are fed by the request path. Both the seed docs' names and real SGLang's are
+hit-rate window are fed by the request path. Both the Olla proxy's SGLang docs' names and real SGLang's are
 exported so existing dashboards work.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from prometheus_client import (CollectorRegistry, Histogram, disable_created_met
                                generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from radix_runtime.engine.protocol import EngineStats
+from radix_runtime.core.protocol import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)

@@ -1,6 +1,6 @@
 """SGLang-native routes: /generate (POST/PUT), /batch and /extend.
 
-Response items carry SGLang's `text`, `output_ids` and `meta_info`, plus the seed docs' `meta`
+Response items carry SGLang's `text`, `output_ids` and `meta_info`, plus the Olla proxy's SGLang docs' `meta`
 (rid, input/output tokens, radix_cache_hit); the names do not clash, so clients of either read
 theirs.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from radix_runtime.engine.protocol import EngineOutput, EngineRequest
-from radix_runtime.server import runner, schemas
+from radix_runtime.core.request import EngineOutput, EngineRequest
+from radix_runtime.server import engine_calls, schemas
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.http import cache_headers, json_response, parse_body, state_of
 from radix_runtime.server.requests import encode, engine_requests, new_rid
@@ -53,7 +53,7 @@ def meta_info(out: EngineOutput, latency: float, tokenizer=None, with_text=False
 
 
 def seed_meta(out: EngineOutput, item: Item, latency: float) -> dict:
-    """The seed docs' `meta` block (finish reason as a plain string, times in ms)."""
+    """The Olla proxy's SGLang docs' `meta` block (finish reason as a plain string, times in ms)."""
     fr = out.finish_reason
     meta = {"id": out.rid, "rid": item.conversation, "finish_reason": fr["type"] if fr else None,
             "input_tokens": out.prompt_tokens if item.new_tokens is None else item.new_tokens,
@@ -146,7 +146,7 @@ async def _answer(request: web.Request, state: ServerState, items: list[Item], m
     tokenizer = state.engine.tokenizer
     reqs = [it.req for it in items]
     if not stream:
-        outs = await runner.run_all(state, reqs, arrival)
+        outs = await engine_calls.run_all(state, reqs, arrival)
         latency = time.monotonic() - arrival
         for it, out in zip(items, outs):
             _remember(state, it, out)
@@ -157,7 +157,7 @@ async def _answer(request: web.Request, state: ServerState, items: list[Item], m
 
     async def events():
         sent = [0] * len(items)
-        async for i, out in runner.run_merged(state, reqs, arrival):
+        async for i, out in engine_calls.run_merged(state, reqs, arrival):
             firsts.setdefault(i, out)
             _remember(state, items[i], out)
             if stream_interval and not out.finished and \
@@ -174,7 +174,7 @@ async def _answer(request: web.Request, state: ServerState, items: list[Item], m
 
 def _stream_interval(req: schemas.GenerateRequest) -> int | None:
     sp = req.sampling_params
-    return sp.stream_interval if isinstance(sp, schemas.SamplingParams) else None
+    return sp.stream_interval if isinstance(sp, schemas.SamplingParamsBody) else None
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -193,7 +193,7 @@ async def extend(request: web.Request) -> web.StreamResponse:
 
 
 async def batch(request: web.Request) -> web.Response:
-    """The seed docs' /batch: every request runs concurrently; one answer for all."""
+    """The Olla proxy's SGLang docs' /batch: every request runs concurrently; one answer for all."""
     state = state_of(request)
     req = await parse_body(request, schemas.BatchRequest)
     arrival = time.monotonic()
@@ -203,7 +203,7 @@ async def batch(request: web.Request) -> web.Response:
             raise bad_request("streaming is not available in /batch", f"requests.{i}.stream")
         groups.append(generate_items(state, sub))
     flat = [it for items, _ in groups for it in items]
-    outs = await runner.run_all(state, [it.req for it in flat], arrival)
+    outs = await engine_calls.run_all(state, [it.req for it in flat], arrival)
     latency = time.monotonic() - arrival
     tokenizer = state.engine.tokenizer
     bodies = []

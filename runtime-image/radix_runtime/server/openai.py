@@ -1,7 +1,7 @@
 """OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/embeddings, /v1/models.
 
 Extras as SGLang serves them: choices carry `matched_stop`, usage carries
-`prompt_tokens_details.cached_tokens`; non-streaming answers also carry the seed docs' `metrics`.
+`prompt_tokens_details.cached_tokens`; non-streaming answers also carry the Olla proxy's SGLang docs' `metrics`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import uuid
 from aiohttp import web
 
 from radix_runtime.chat_template import ChatTemplateError
-from radix_runtime.engine.protocol import EngineOutput, EngineRequest, SamplingParams
-from radix_runtime.server import runner, schemas
+from radix_runtime.core.request import EngineOutput, EngineRequest, SamplingParams
+from radix_runtime.server import engine_calls, schemas
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.http import cache_headers, json_response, parse_body, state_of
 from radix_runtime.server.requests import check_ids, encode, engine_requests, new_rid
@@ -103,14 +103,14 @@ async def _run(request: web.Request, state: ServerState, reqs: list[EngineReques
     arrival = time.monotonic()
     if not stream:
         ttft: dict[str, float] = {}
-        outs = await runner.run_all(state, reqs, arrival, ttft)
+        outs = await engine_calls.run_all(state, reqs, arrival, ttft)
         return json_response(build(outs, ttft, time.monotonic() - arrival), outs)
 
     firsts: dict[int, EngineOutput] = {}
     finals: dict[int, EngineOutput] = {}
 
     async def events():
-        async for i, out in runner.run_merged(state, reqs, arrival):
+        async for i, out in engine_calls.run_merged(state, reqs, arrival):
             firsts.setdefault(i, out)
             if out.finished:
                 finals[i] = out
@@ -278,7 +278,7 @@ async def embeddings(request: web.Request) -> web.Response:
     reqs = [EngineRequest(rid=new_rid(), input_ids=check_ids(list(ids), limits, "input"),
                           sampling=SamplingParams(max_new_tokens=0), embedding=True)
             for ids in prompts]
-    outs = await runner.run_all(state, reqs)
+    outs = await engine_calls.run_all(state, reqs)
     if any(o.embedding is None for o in outs):
         raise APIError(500, "the engine returned no embedding")
     prompt = sum(o.prompt_tokens for o in outs)
@@ -317,7 +317,7 @@ async def get_model(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    # The seed docs' vision route: same handler, so text works and image parts get a clear 400.
+    # The Olla proxy's SGLang docs' vision route: same handler, so text works and image parts get a clear 400.
     app.router.add_post("/v1/chat/completions/vision", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -1,6 +1,6 @@
 """Request models: the single source of truth for what a request may carry.
 
-Names and defaults follow SGLang (see shared/SGLANG-API-NOTES.md). Models are strict (no "5" for 5,
+Names and defaults follow SGLang (https://docs.sglang.ai/, the native and OpenAI API pages). Models are strict (no "5" for 5,
 no 1 for true) and parsed straight from the raw body, so malformed JSON and wrong types become the
 same 400. A parameter we accept but do not implement fails only when it asks for the behaviour we
 lack (a non-default value), never for carrying its default.
@@ -34,8 +34,9 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class SamplingParams(_Strict):
-    """SGLang's sampling_params dict."""
+class SamplingParamsBody(_Strict):
+    """SGLang's sampling_params dict, as a request body carries it (requests.py resolves it into
+    the engine's core.request.SamplingParams)."""
 
     max_new_tokens: int | None = Field(128, ge=0)  # None: up to the context length
     min_new_tokens: int = Field(0, ge=0)
@@ -145,7 +146,7 @@ class GenerateRequest(_Unsupported, _OneInput):
 
     text: str | list[str] | None = None
     input_ids: Ids | list[Ids] | None = None
-    sampling_params: SamplingParams | list[SamplingParams] | None = None
+    sampling_params: SamplingParamsBody | list[SamplingParamsBody] | None = None
     rid: str | list[str] | None = None
     stream: bool = False
     return_logprob: bool | list[bool] = False
@@ -157,18 +158,18 @@ class GenerateRequest(_Unsupported, _OneInput):
 
 
 class BatchRequest(_Strict):
-    """The seed docs' /batch: independent generate requests answered together."""
+    """The Olla proxy's SGLang docs' /batch: independent generate requests answered together."""
 
     requests: list[GenerateRequest] = Field(min_length=1)
 
 
 class ExtendRequest(_Strict, _OneInput):
-    """The seed docs' /extend: append to the conversation `rid` and generate."""
+    """The Olla proxy's SGLang docs' /extend: append to the conversation `rid` and generate."""
 
     rid: str = Field(min_length=1)
     text: str | None = None
     input_ids: Ids | None = None
-    sampling_params: SamplingParams | None = None
+    sampling_params: SamplingParamsBody | None = None
     stream: bool = False
     return_logprob: bool = False
     top_logprobs_num: int = Field(0, ge=0)
@@ -216,7 +217,7 @@ class _OpenAISampling(_Lenient):
     _no_salt = field_validator("cache_salt")(_unsupported("cache_salt (cache isolation)"))
     _no_lora = field_validator("lora_path")(_unsupported("LoRA adapters"))
 
-    def sampling(self, max_new_tokens: int | None) -> SamplingParams:
+    def sampling(self, max_new_tokens: int | None) -> SamplingParamsBody:
         """As SGLang sampling_params, so one conversion to the engine serves every route."""
         params = dict(
             max_new_tokens=max_new_tokens, min_new_tokens=self.min_tokens, n=self.n,
@@ -231,7 +232,7 @@ class _OpenAISampling(_Lenient):
             ebnf=self.ebnf, logit_bias=self.logit_bias, sampling_seed=self.seed)
         if max_new_tokens is not None and self.min_tokens > max_new_tokens:
             params["min_new_tokens"] = max_new_tokens
-        return SamplingParams.model_validate(params)
+        return SamplingParamsBody.model_validate(params)
 
 
 class CompletionRequest(_OpenAISampling):

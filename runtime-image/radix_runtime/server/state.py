@@ -1,13 +1,13 @@
 """What the routes share: the engine (once loaded), the server's phase, metrics and stores."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from dataclasses import dataclass, field
 
 from radix_runtime.chat_template import ChatTemplate
-from radix_runtime.engine.protocol import Engine, EngineConfig, EngineStats
+from radix_runtime.core.config import EngineConfig, ServerConfig
+from radix_runtime.core.protocol import Engine, EngineStats
 from radix_runtime.server.conversations import ConversationStore
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.metrics import ServerMetrics
@@ -18,14 +18,14 @@ LOADING, READY, DRAINING, FAILED = "loading", "ready", "draining", "failed"
 
 @dataclass
 class ServerState:
-    args: argparse.Namespace
+    server: ServerConfig
     config: EngineConfig
     phase: str = LOADING
     engine: Engine | None = None
     chat_template: ChatTemplate | None = None
     load_error: str | None = None
     load_message: str = "starting"
-    vocab_size: int = 0  # from the model's config.json, to reject out-of-range token ids
+    vocab_size: int = 0  # model's or tokenizer's, whichever is larger: token ids must be below
     started_at: float = field(default_factory=time.time)
     inflight: int = 0
     running_rids: set[str] = field(default_factory=set)
@@ -37,15 +37,14 @@ class ServerState:
         self.idle.set()
         if self.metrics is None:
             self.metrics = ServerMetrics(self.served_model_name, self.stats,
-                                         getattr(self.args, "hit_rate_window_tokens", 1 << 18))
+                                         self.server.hit_rate_window_tokens)
         if self.conversations is None:
-            self.conversations = ConversationStore(
-                getattr(self.args, "extend_max_conversations", 1024),
-                getattr(self.args, "extend_ttl", 3600.0))
+            self.conversations = ConversationStore(self.server.extend_max_conversations,
+                                                   self.server.extend_ttl)
 
     @property
     def served_model_name(self) -> str:
-        return getattr(self.args, "served_model_name", None) or self.config.model_path
+        return self.server.served_model_name or self.config.model_path
 
     def stats(self) -> EngineStats | None:
         return self.engine.stats() if self.engine is not None and self.phase != FAILED else None

@@ -1,25 +1,18 @@
-"""Engine-level fixtures: tiny random checkpoints (written once per session), engines over them,
-and HF transformers on the same weights as the correctness oracle."""
+"""Engine-level fixtures: HF transformers on the session's tiny checkpoints (`tiny_models`,
+tests/support/tiny_models.py) as the correctness oracle."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from radix_runtime.tiny_model import write_tiny_model
+from tests.support.tiny_models import ARCHS
 
 torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {arch: write_tiny_model(str(root / arch), arch=arch, seed=i)
-            for i, arch in enumerate(("llama", "qwen2", "qwen3"))}
-
-
-@pytest.fixture(scope="session")
-def hf_models(tiny_dirs):
+def hf_models(tiny_models):
     from transformers import AutoModelForCausalLM
 
-    return {arch: AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
-            for arch, d in tiny_dirs.items()}
+    return {arch: AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32).eval()
+            for arch in ARCHS}

@@ -9,17 +9,20 @@ from contextlib import aclosing
 import pytest
 import torch
 
-from radix_runtime.engine.protocol import (EngineRequest, InvalidRequestError, QueueFullError,
-                                           SamplingParams)
+from radix_runtime.core.errors import InvalidRequestError, QueueFullError
+from radix_runtime.core.request import EngineRequest, SamplingParams
 
-from .helpers import collect, greedy, hf_greedy, make_engine, shutdown
+from tests.support.hf import hf_greedy
+from tests.support.waiting import wait_for
+
+from .helpers import collect, greedy, make_engine, shutdown
 
 PROMPT = "Once upon a time there was a little robot"
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_dirs):
-    e = make_engine(tiny_dirs["llama"], max_total_tokens=4096)
+def engine(tiny_models):
+    e = make_engine(tiny_models["llama"], max_total_tokens=4096)
     yield e
     e.check_integrity()
     shutdown(e)
@@ -140,15 +143,8 @@ def test_invalid_requests(engine):
     engine.check_integrity()
 
 
-def _until(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
-def test_queue_limit_abort_and_flush(tiny_dirs):
-    e = make_engine(tiny_dirs["llama"], max_total_tokens=4096, max_running_requests=1, max_queued_requests=2)
+def test_queue_limit_abort_and_flush(tiny_models):
+    e = make_engine(tiny_models["llama"], max_total_tokens=4096, max_running_requests=1, max_queued_requests=2)
     ids = e.tokenizer.encode(PROMPT)
     long = greedy(1500, ignore_eos=True)
 
@@ -172,7 +168,7 @@ def test_queue_limit_abort_and_flush(tiny_dirs):
 
     try:
         asyncio.run(main())
-        _until(lambda: not e.scheduler.has_work())
+        wait_for(lambda: not e.scheduler.has_work(), interval=0.005)
         e.check_integrity()
         st = e.stats()
         assert st.num_running_reqs == 0 and st.cache_usage > 0
@@ -183,8 +179,8 @@ def test_queue_limit_abort_and_flush(tiny_dirs):
         shutdown(e)
 
 
-def test_shutdown_aborts_running_requests(tiny_dirs):
-    e = make_engine(tiny_dirs["llama"], max_total_tokens=4096)
+def test_shutdown_aborts_running_requests(tiny_models):
+    e = make_engine(tiny_models["llama"], max_total_tokens=4096)
     ids = e.tokenizer.encode(PROMPT)
 
     async def main():
@@ -199,8 +195,8 @@ def test_shutdown_aborts_running_requests(tiny_dirs):
     assert not e._thread.is_alive()
 
 
-def test_a_failing_step_aborts_its_requests_and_the_engine_goes_on(tiny_dirs, capfd):
-    e = make_engine(tiny_dirs["llama"], max_total_tokens=4096)
+def test_a_failing_step_aborts_its_requests_and_the_engine_goes_on(tiny_models, capfd):
+    e = make_engine(tiny_models["llama"], max_total_tokens=4096)
     ids = e.tokenizer.encode(PROMPT)
     real = e.runner.forward
     calls = {"n": 0}

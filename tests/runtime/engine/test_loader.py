@@ -9,9 +9,11 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
-from radix_runtime.engine.protocol import EngineRequest
+from radix_runtime.core.request import EngineRequest
 
-from .helpers import collect, greedy, hf_greedy, make_engine, shutdown
+from tests.support.hf import hf_greedy
+
+from .helpers import collect, greedy, make_engine, shutdown
 
 
 def _shard(src: str, dst: str) -> None:
@@ -28,9 +30,9 @@ def _shard(src: str, dst: str) -> None:
         json.dump({"metadata": {}, "weight_map": weight_map}, f)
 
 
-def test_sharded_checkpoint_loads_and_matches_hf(tiny_dirs, hf_models, tmp_path, capfd):
+def test_sharded_checkpoint_loads_and_matches_hf(tiny_models, hf_models, tmp_path, capfd):
     d = str(tmp_path / "sharded")
-    _shard(tiny_dirs["qwen2"], d)
+    _shard(tiny_models["qwen2"], d)
     engine = make_engine(d, max_total_tokens=1024)
     try:
         assert "loaded weights 2/2" in capfd.readouterr().err  # progress while loading
@@ -41,8 +43,8 @@ def test_sharded_checkpoint_loads_and_matches_hf(tiny_dirs, hf_models, tmp_path,
         shutdown(engine)
 
 
-def test_context_length_override_beyond_trained_length(tiny_dirs):
-    engine = make_engine(tiny_dirs["llama"], max_total_tokens=4096, context_length=3000)
+def test_context_length_override_beyond_trained_length(tiny_models):
+    engine = make_engine(tiny_models["llama"], max_total_tokens=4096, context_length=3000)
     try:
         assert engine.context_length == 3000
         out, _ = asyncio.run(collect(engine, EngineRequest("cl", [5] * 2100, greedy(3, ignore_eos=True))))
@@ -51,9 +53,9 @@ def test_context_length_override_beyond_trained_length(tiny_dirs):
         shutdown(engine)
 
 
-def test_missing_weight_and_unknown_architecture_fail_clearly(tiny_dirs, tmp_path):
+def test_missing_weight_and_unknown_architecture_fail_clearly(tiny_models, tmp_path):
     d = str(tmp_path / "broken")
-    shutil.copytree(tiny_dirs["llama"], d)
+    shutil.copytree(tiny_models["llama"], d)
     tensors = load_file(os.path.join(d, "model.safetensors"))
     del tensors["model.norm.weight"]
     save_file(tensors, os.path.join(d, "model.safetensors"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from radix_runtime.engine.protocol import EngineRequest
+from radix_runtime.core.request import EngineRequest
 
 from .helpers import greedy, make_engine, run_all, shutdown
 
@@ -21,9 +21,9 @@ def _workload(vocab: int, groups: int, per_group: int, prefix_len: int, suffix_l
     return prompts
 
 
-def test_shared_prefix_hit_rate_near_ideal(tiny_dirs):
+def test_shared_prefix_hit_rate_near_ideal(tiny_models):
     groups, per_group, prefix_len, suffix_len = 16, 8, 512, 16
-    engine = make_engine(tiny_dirs["llama"], max_total_tokens=32768)
+    engine = make_engine(tiny_models["llama"], max_total_tokens=32768)
     try:
         prompts = _workload(engine.tokenizer.vocab_size, groups, per_group, prefix_len, suffix_len)
         reqs = [EngineRequest(f"s{i}", p, greedy(4, ignore_eos=True)) for i, p in enumerate(prompts)]
@@ -45,8 +45,8 @@ def test_shared_prefix_hit_rate_near_ideal(tiny_dirs):
         shutdown(engine)
 
 
-def test_cache_off_shares_nothing(tiny_dirs):
-    engine = make_engine(tiny_dirs["llama"], max_total_tokens=8192, disable_radix_cache=True)
+def test_cache_off_shares_nothing(tiny_models):
+    engine = make_engine(tiny_models["llama"], max_total_tokens=8192, disable_radix_cache=True)
     try:
         prompts = _workload(engine.tokenizer.vocab_size, 4, 4, 128, 8)
         reqs = [EngineRequest(f"n{i}", p, greedy(4)) for i, p in enumerate(prompts)]

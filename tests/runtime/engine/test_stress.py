@@ -9,7 +9,7 @@ from contextlib import aclosing
 
 import pytest
 
-from radix_runtime.engine.protocol import EngineRequest, SamplingParams
+from radix_runtime.core.request import EngineRequest, SamplingParams
 
 from .helpers import greedy, make_engine, run_all, shutdown
 
@@ -50,9 +50,9 @@ async def _drive(engine, req, fate, rng):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_small_pool_stress(seed, tiny_dirs):
-    small = make_engine(tiny_dirs["llama"], max_total_tokens=400, chunked_prefill_size=64)
-    big = make_engine(tiny_dirs["llama"], max_total_tokens=16384)
+def test_small_pool_stress(seed, tiny_models):
+    small = make_engine(tiny_models["llama"], max_total_tokens=400, chunked_prefill_size=64)
+    big = make_engine(tiny_models["llama"], max_total_tokens=16384)
     # admit optimistically (reserve almost nothing for future decode) so decode runs out of KV
     sch = small.scheduler
     sch.init_new_token_ratio = sch.new_token_ratio = sch.min_new_token_ratio = 0.02

@@ -1,23 +1,21 @@
-"""Tiny checkpoints, a single-process reference server per checkpoint, and LWS-style groups."""
+"""The session's tiny checkpoints by arch, a single-process reference server per checkpoint, and
+LWS-style groups."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from bench.server import Server
-from radix_runtime.tiny_model import write_tiny_model
+from tests.support.server import RuntimeServer
+from tests.support.tiny_models import ARCHS
 
 from .pods import Pods
 from .workload import run_workload
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("parallel-models")
-    # llama: untied LM head; qwen2: tied embeddings + qkv bias; qwen3: tied + q/k norm
-    return {arch: Path(write_tiny_model(str(root / arch), arch=arch, seed=10 + i))
-            for i, arch in enumerate(("llama", "qwen2", "qwen3"))}
+def models(tiny_models) -> dict[str, Path]:
+    return {arch: tiny_models[arch] for arch in ARCHS}
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +25,7 @@ def reference(models, tmp_path_factory):
 
     def get(arch: str) -> list:
         if arch not in cache:
-            s = Server(models[arch], [], tmp_path_factory.mktemp("ref") / "server.log")
+            s = RuntimeServer(models[arch], [], tmp_path_factory.mktemp("ref") / "server.log")
             try:
                 cache[arch] = run_workload(s.wait_ready().url)
             finally:

@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from bench.server import REPO, free_port
+from tests.support.net import free_port
+from tests.support.server import REPO
+from tests.support.waiting import wait_for
 
 
 def descendants(pid: int) -> set[int]:
@@ -70,17 +71,19 @@ class Pods:
             return 0
 
     def wait_ready(self, timeout: float = 90) -> "Pods":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"pod exited with {p.returncode}:\n{self.log()}")
-            if all(self.health(i) == 200 for i in range(len(self.procs))):
-                for p in self.procs:
-                    self.pids |= {p.pid} | descendants(p.pid)
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"group not ready after {timeout}s:\n{self.log()}")
+            return all(self.health(i) == 200 for i in range(len(self.procs)))
+
+        try:
+            wait_for(ready, timeout, what="/health 200 from every pod")
+        except AssertionError as e:
+            raise RuntimeError(f"{e}\n{self.log()}") from None
+        for p in self.procs:
+            self.pids |= {p.pid} | descendants(p.pid)
+        return self
 
     def log(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs)

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.waiting import wait_for
+
 from .workload import assert_same, run_workload
 
 
@@ -81,10 +83,7 @@ def _watch_exit(group, pods: list[int], limit: float = 20):
 
 
 def _assert_nothing_left(group, within: float = 5) -> None:
-    deadline = time.monotonic() + within
-    while group.leftovers() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert group.leftovers() == []
+    wait_for(lambda: not group.leftovers(), within, what="every process of the group to exit")
 
 
 def _parent(pid: int) -> int:

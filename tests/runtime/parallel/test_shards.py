@@ -9,19 +9,18 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from radix_runtime.distributed import group as groups
-from radix_runtime.distributed.runner import micro_batches
-from radix_runtime.engine.engine import load_shard
-from radix_runtime.engine.loader import load_model
-from radix_runtime.engine.protocol import EngineConfig
-from radix_runtime.engine.model_runner import SeqInput
-from radix_runtime.tiny_model import write_tiny_model
+from radix_runtime.core.config import EngineConfig
+from radix_runtime.core.forward_batch import SeqInput
+from radix_runtime.executor.group_runner import micro_batches
+from radix_runtime.executor.shard import load_shard
+from radix_runtime.hf_files import model_config
+from radix_runtime.models.loader import load_model
+from radix_runtime.parallel import group as groups
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    d = write_tiny_model(str(tmp_path_factory.mktemp("shard")), arch="qwen2", seed=3, num_layers=3,
-                         vocab_size=700)
+def ckpt(tiny_models):
+    d = tiny_models.get("qwen2", seed=3, num_layers=3, vocab_size=700)
     return d, load_file(f"{d}/model.safetensors")
 
 
@@ -30,7 +29,7 @@ def as_rank():
     """Load a checkpoint as rank `rank` of a tp x pp group would."""
     def load(d, tp, pp, rank):
         groups.set_current(groups.Group(tp, pp, rank))
-        return load_model(d, torch.float32, torch.device("cpu"))[0]
+        return load_model(str(d), model_config(str(d)), torch.float32, torch.device("cpu"))
     yield load
     groups.set_current(groups.Group())
 
@@ -100,7 +99,7 @@ class _Alone(groups.Group):
 def test_kv_pool_holds_only_this_ranks_layers_and_heads(ckpt, tp, pp, rank, layers, kv_heads):
     groups.set_current(_Alone(tp, pp, rank))
     try:
-        cfg = EngineConfig(model_path=ckpt[0], tp_size=tp, pp_size=pp, max_total_tokens=64)
+        cfg = EngineConfig(model_path=str(ckpt[0]), tp_size=tp, pp_size=pp, max_total_tokens=64)
         _, _, _, pool = load_shard(cfg, torch.device("cpu"))
     finally:
         groups.set_current(groups.Group())

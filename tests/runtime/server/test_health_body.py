@@ -1,5 +1,5 @@
 """/health's decision: phases, and the watchdog that reports a stuck scheduler."""
-from radix_runtime.engine.protocol import EngineStats
+from radix_runtime.core.protocol import EngineStats
 from radix_runtime.server.health import health_body
 from radix_runtime.server.state import DRAINING, FAILED, LOADING, READY
 

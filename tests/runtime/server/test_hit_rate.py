@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bench.workload import SharedPrefix, ideal_cached
+from tests.support.shared_prefix import SharedPrefix, ideal_cached
 
 pytestmark = pytest.mark.runtime  # starts real server processes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from radix_runtime.cache.kv_pool import KVPool
-from radix_runtime.engine.forward_batch import ExtendSeq, ForwardBatch
+from radix_runtime.core.forward_batch import ExtendSeq, ForwardBatch
 from radix_runtime.layers.attention import TorchPagedAttention
 
 torch.set_num_threads(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radix_runtime.distributed.group import split_layers
+from radix_runtime.parallel.group import split_layers
 from radix_runtime.distributed.launcher import DIST_INIT_PORT, Placement, sglang_argv
 from radix_runtime.launch_server import parse_args
 

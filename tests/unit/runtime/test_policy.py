@@ -1,7 +1,7 @@
 """Pure scheduling decisions: queue order (lpm with aging, fcfs), admission, retraction order."""
 from __future__ import annotations
 
-from radix_runtime.engine.protocol import SamplingParams
+from radix_runtime.core.request import SamplingParams
 from radix_runtime.scheduler import policy
 from radix_runtime.scheduler.request import Req
 

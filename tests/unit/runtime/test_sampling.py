@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from radix_runtime.engine.protocol import SamplingParams
-from radix_runtime.engine.sampling import SampleRow, apply_penalties, logprobs_of, sample
+from radix_runtime.core.request import SamplingParams
+from radix_runtime.scheduler.sampling import SampleRow, apply_penalties, logprobs_of, sample
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from radix_runtime.cache.kv_pool import KVPool
-from radix_runtime.engine.protocol import EngineConfig, SamplingParams
+from radix_runtime.core.config import EngineConfig
+from radix_runtime.core.request import SamplingParams
 from radix_runtime.scheduler.request import Req
 from radix_runtime.scheduler.scheduler import Scheduler
 

@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from radix_runtime.tiny_model import write_tiny_model
+from radix_runtime.chat_template import load_chat_template
 from radix_runtime.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_tiny_model(str(tmp_path_factory.mktemp("tok") / "m"))
+def model_dir(tiny_model) -> str:
+    return str(tiny_model)
 
 
 def test_matches_hf_tokenizer(model_dir):
@@ -26,7 +26,7 @@ def test_matches_hf_tokenizer(model_dir):
         ids = tok.encode(text)
         assert tok.decode(ids) == hf.decode(ids, skip_special_tokens=True)
     assert tok.bos_token_id == hf.bos_token_id and tok.eos_token_id == hf.eos_token_id
-    assert tok.chat_template == hf.chat_template
+    assert load_chat_template(model_dir).source == hf.chat_template
     assert 256 < tok.vocab_size <= 1024
 
 

@@ -1,5 +1,5 @@
 """The windowed hit rate and the Prometheus rendering on a per-server registry."""
-from radix_runtime.engine.protocol import EngineStats
+from radix_runtime.core.protocol import EngineStats
 from radix_runtime.server.metrics import HitRateWindow, ServerMetrics
 
 

@@ -1,4 +1,5 @@
-"""What one model forward needs to know about a mixed batch, as tensors on the model's device.
+"""What the scheduler asks of one model forward (`SeqInput`s), and the same batch laid out as
+tensors on the model's device (`ForwardBatch`).
 
 Tokens are laid out decode-first: the first `num_decode` tokens are one token each of the decoding
 sequences, then each extend (prefill chunk) sequence's new tokens back to back. Every sequence reads
@@ -9,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+
+@dataclass
+class SeqInput:
+    token_ids: list[int]  # the tokens to run now
+    start_pos: int  # position of the first of them (= tokens already in the KV cache)
+    kv_slots: torch.Tensor  # slots of positions [0, start_pos + len(token_ids)), new ones last
+    all_logits: bool = False  # return logits for every new position (input logprobs)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.protocol import SamplingParams
+from ..core.request import SamplingParams
 
 
 @dataclass

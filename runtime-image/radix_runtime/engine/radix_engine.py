@@ -1,77 +1,38 @@
-"""The concrete Engine (see protocol.py): model + KV pool + scheduler driven by one loop thread.
+"""`RadixEngine`, the implementation of core/protocol.py's Engine: model + KV pool + scheduler
+driven by one loop thread.
 
 torch blocks, so the scheduler runs in its own thread; asyncio callers hand requests over through
 an inbox and receive `EngineOutput`s on per-request asyncio queues via call_soon_threadsafe.
-Build one with `await Engine.create(config)` (loads in a worker thread) or `Engine.from_config`.
+Constructing one loads the model (the server does that in a worker thread). In a process group
+(rank 0), `wrap_runner` puts the group's LeaderRunner around this rank's ModelRunner.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
 import time
 import traceback
+from typing import Callable
 
 import torch
 
-from ..cache.kv_pool import KVPool
-from ..distributed.group import current
-from ..distributed.runner import LeaderRunner, StageRunner
+from ..core.config import EngineConfig
+from ..core.errors import InvalidRequestError, QueueFullError
+from ..core.protocol import EngineStats
+from ..core.request import EngineOutput, EngineRequest
+from ..core.validation import check_new_tokens, check_prompt
+from ..executor.model_runner import ModelRunner
+from ..executor.shard import choose_device, load_shard
+from ..models.loader import eos_token_ids
+from ..parallel.group import current
 from ..scheduler.request import Req
 from ..scheduler.scheduler import Scheduler
 from ..tokenizer import Tokenizer
-from .loader import eos_token_ids, load_model, read_json, resolve_dtype
-from .model_runner import ModelRunner
-from .protocol import (EngineConfig, EngineOutput, EngineRequest, EngineStats, InvalidRequestError,
-                       QueueFullError)
 
 log = logging.getLogger("radix_runtime.engine")
-_CPU_KV_BYTES, _CPU_KV_TOKENS = 2 << 30, 65536  # default KV pool on CPU: whichever is smaller
 _LOG_EVERY_S = 10.0  # a throughput line this often while busy
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> int:
-    """KV slots this rank can hold (its layers and KV heads only); the group takes the minimum."""
-    attn = model.attention_layers()
-    per_token = KVPool.bytes_per_token(len(attn), attn[0].kvh, attn[0].d, dtype)
-    if cfg.max_total_tokens:
-        return cfg.max_total_tokens
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        frac = cfg.mem_fraction_static or 0.85
-        budget = total * frac - (total - free)  # what the weights left of our share
-        return max(int(budget / per_token), context_length)
-    return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
-
-
-def check_parallel(config: EngineConfig) -> None:
-    g = current()
-    if (config.tp_size, config.pp_size) != (g.tp_size, g.pp_size):
-        raise ValueError(f"--tp-size {config.tp_size} --pp-size {config.pp_size} needs a process group "
-                         "of that shape: start it with `python -m radix_runtime.launch_server`")
-
-
-def load_shard(config: EngineConfig, device: torch.device):
-    """This rank's part of the model and its KV pool -> (model, hf_config, dtype, pool)."""
-    check_parallel(config)
-    hf_config = read_json(os.path.join(config.model_path, "config.json"))
-    dtype = resolve_dtype(config.dtype, hf_config, device)
-    model, hf_config = load_model(config.model_path, dtype, device, config.context_length)
-    if current().pp_size > model.args.num_layers:
-        raise ValueError(f"--pp-size {current().pp_size} exceeds the model's {model.args.num_layers} layers")
-    context_length = config.context_length or model.args.max_position_embeddings
-    size = current().min_across(_pool_size(config, model, dtype, device, context_length))
-    attn = model.attention_layers()
-    pool = KVPool(size, len(attn), attn[0].kvh, attn[0].d, dtype, device)
-    return model, hf_config, dtype, pool
 
 
 def _put_all(items) -> None:
@@ -79,16 +40,14 @@ def _put_all(items) -> None:
         q.put_nowait(out)
 
 
-class Engine:
+class RadixEngine:
     is_generation = True
 
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, wrap_runner: Callable[[ModelRunner], object] | None = None):
         self.config = config
-        self.device = _device(config.device)
+        self.device = choose_device(config.device)
         if config.page_size != 1:
             raise ValueError("only --page-size 1 is supported")
-        check_parallel(config)
-        self.model_path = config.model_path
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
         torch.manual_seed(config.random_seed)
         model, self.hf_config, self.dtype, self.pool = load_shard(config, self.device)
@@ -100,9 +59,9 @@ class Engine:
         print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
               file=sys.stderr, flush=True)
         self.runner = ModelRunner(model, self.pool, self.device)
+        if wrap_runner is not None:  # rank 0 of a group: every step goes to all ranks
+            self.runner = wrap_runner(self.runner)
         self.group = current()
-        if self.group.world_size > 1:  # rank 0 of a group: every step goes to all ranks
-            self.runner = LeaderRunner(StageRunner(self.runner, self.group), self.group.health.fail)
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
                                    config, self.context_length)
         self._lock = threading.Lock()  # held around each scheduler step and admin call
@@ -115,15 +74,6 @@ class Engine:
         self._last_gen = 0
         self._thread = threading.Thread(target=self._loop, name="radix-engine", daemon=True)
         self._thread.start()
-
-    @classmethod
-    def from_config(cls, config: EngineConfig) -> "Engine":
-        return cls(config)
-
-    @classmethod
-    async def create(cls, config: EngineConfig) -> "Engine":
-        """Load without blocking the event loop (weights can take minutes)."""
-        return await asyncio.to_thread(cls, config)
 
     # -- the loop thread ------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -192,20 +142,12 @@ class Engine:
             except RuntimeError:  # the caller's loop is closed
                 pass
 
-    # -- the Engine protocol --------------------------------------------------------------------
+    # -- the Engine protocol (core/protocol.py) --------------------------------------------------------------------
     def _validate(self, req: EngineRequest) -> None:
         n, m = len(req.input_ids), req.sampling.max_new_tokens
-        if n == 0:
-            raise InvalidRequestError("input_ids", "the prompt is empty")
-        if any(not (0 <= t < self.vocab_size) for t in req.input_ids):
-            raise InvalidRequestError("input_ids", f"token ids must be in [0, {self.vocab_size})")
-        if n >= self.context_length:
-            raise InvalidRequestError(
-                "input_ids", f"the prompt has {n} tokens; this model's context length is {self.context_length}")
-        if not req.embedding and n + m > self.context_length:
-            raise InvalidRequestError(
-                "max_new_tokens", f"prompt ({n} tokens) + max_new_tokens ({m}) exceeds the context "
-                                  f"length {self.context_length}")
+        check_prompt(req.input_ids, self.context_length, self.vocab_size)
+        if not req.embedding:
+            check_new_tokens(n, m, self.context_length)
         if n + (0 if req.embedding else m) > self.pool.size:
             raise InvalidRequestError("max_new_tokens", f"the request needs more KV than the pool holds ({self.pool.size} tokens)")
         if req.rid in self._streams:

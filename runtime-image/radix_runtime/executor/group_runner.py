@@ -15,11 +15,12 @@ import threading
 
 import torch
 
-from ..engine.model_runner import ModelRunner, SeqInput
-from .group import Group
+from ..core.forward_batch import SeqInput
+from ..parallel.group import Group
+from .model_runner import ModelRunner
 
 FORWARD, LOGITS, STOP = "forward", "logits", "stop"
-log = logging.getLogger("radix_runtime.runner")
+log = logging.getLogger("radix_runtime.group_runner")
 
 
 def micro_batches(seqs: list[SeqInput], n: int) -> list[list[int]]:
@@ -95,7 +96,8 @@ class StageRunner:
 
 class LeaderRunner:
     """Rank 0's ModelRunner: broadcast the op, run its own shard, collect the last stage's result.
-    A failed collective means the group is broken: `on_error` reports it (health.py exits)."""
+    A failed collective means the group is broken: `on_error` reports it (distributed/heartbeat.py
+    then exits)."""
 
     def __init__(self, stage: StageRunner, on_error):
         self.stage, self.g, self.on_error = stage, stage.g, on_error

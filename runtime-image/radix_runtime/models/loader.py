@@ -1,38 +1,30 @@
-"""Load an HF-format model directory: config.json, *.safetensors (single or sharded with an
-index), generation_config.json. Prints progress per file since big checkpoints take minutes. Under
+"""Load an HF-format model directory: *.safetensors (single or sharded with an index) into the
+architecture config.json names, the dtype it runs in, its EOS ids. Prints progress per file since big checkpoints take minutes. Under
 tensor/pipeline parallelism the model skips other stages' weights and reads only its shard."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import sys
 import time
 
 import torch
 
+from ..core.config import DTYPES
+from ..hf_files import read_json
 from ..layers.linear import read_all, shape_of
 from ..layers.rotary import RotaryEmbedding
-from ..models.llama import ARCHITECTURES, ModelArgs
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "half": torch.float16, "float": torch.float32}
-
-
-def read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+from .llama import ARCHITECTURES, ModelArgs
 
 
 def resolve_dtype(name: str, hf_config: dict, device: torch.device) -> torch.dtype:
+    """--dtype (aliases already resolved by EngineConfig); auto: the checkpoint's, bf16 for fp32."""
     if name != "auto":
-        return _DTYPES[name]
+        return getattr(torch, name)
     if device.type == "cpu":
         return torch.float32  # bf16 matmuls on CPU are slow and less exact
     d = hf_config.get("torch_dtype") or hf_config.get("dtype") or "bfloat16"
-    return torch.bfloat16 if d == "float32" else _DTYPES.get(d, torch.bfloat16)
+    return getattr(torch, d) if d in DTYPES and d != "float32" else torch.bfloat16
 
 
 def eos_token_ids(model_path: str, hf_config: dict) -> set[int]:
@@ -64,13 +56,11 @@ def _default_loader(param, loaded, shard_id=None):
     param.data.copy_(read_all(loaded))
 
 
-def load_model(model_path: str, dtype: torch.dtype, device: torch.device,
+def load_model(model_path: str, hf_config: dict, dtype: torch.dtype, device: torch.device,
                context_length: int | None = None):
+    """The model config.json (`hf_config`) describes, its weights read from `model_path`."""
     from safetensors import safe_open
 
-    hf_config = read_json(os.path.join(model_path, "config.json"))
-    if not hf_config:
-        raise FileNotFoundError(f"{model_path}/config.json not found")
     args = ModelArgs(hf_config, context_length)
     cls = ARCHITECTURES.get(args.arch)
     if cls is None:
@@ -107,4 +97,4 @@ def load_model(model_path: str, dtype: torch.dtype, device: torch.device,
     missing = set(params) - loaded
     if missing:
         raise KeyError(f"weights missing from checkpoint: {sorted(missing)[:8]}")
-    return model, hf_config
+    return model

@@ -29,7 +29,7 @@ class Group:
     tp_group: object = None  # torch ProcessGroup of this rank's TP peers
     ctrl_group: object = None  # gloo group for the leader's op broadcasts (CPU objects)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    health: object = None  # health.GroupHealth of a real group
+    health: object = None  # distributed.heartbeat.GroupHealth of a real group (set by the rank process)
 
     @property
     def world_size(self) -> int:
@@ -115,7 +115,7 @@ def set_current(g: Group) -> None:
 def init(store, rank: int, tp: int, pp: int, device: torch.device, timeout: float, health) -> Group:
     """Join the process group through `store` (rank 0's rendezvous) and build the subgroups. Data
     collectives time out after `timeout` s (a hung peer); the op channel waits as long as the
-    leader idles (liveness there is the heartbeat's job, see health.py)."""
+    leader idles (liveness there is the heartbeat's job, see distributed/heartbeat.py)."""
     world = tp * pp
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, store=store, rank=rank, world_size=world,

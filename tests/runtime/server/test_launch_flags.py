@@ -1,7 +1,7 @@
 """launch_server's flags: SGLang names and aliases, EngineConfig defaults kept, clear errors."""
 import pytest
 
-from radix_runtime.engine.protocol import EngineConfig
+from radix_runtime.core.config import EngineConfig
 from radix_runtime.launch_server import build_parser, engine_config, parse_args
 
 

@@ -7,8 +7,8 @@ import time
 from contextlib import aclosing
 from typing import AsyncIterator
 
-from radix_runtime.engine.protocol import (EngineOutput, EngineRequest, InvalidRequestError,
-                                           QueueFullError)
+from radix_runtime.core.errors import InvalidRequestError, QueueFullError
+from radix_runtime.core.request import EngineOutput, EngineRequest
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.state import ServerState
 

@@ -6,7 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .health import GroupHealth
+from .heartbeat import GroupHealth
 
 
 def serve_health(health: GroupHealth, host: str, port: int) -> ThreadingHTTPServer:

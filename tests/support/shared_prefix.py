@@ -1,6 +1,7 @@
-"""The shared-prefix workload: G groups of R requests; every request of a group starts with the
-group's P-token prefix and ends with its own S-token suffix. Token ids are drawn directly (no
-tokenizer), so prompt lengths and prefix sharing are exact."""
+"""The shared-prefix workload of the benchmark and the server's hit-rate test: G groups of R
+requests; every request of a group starts with the group's P-token prefix and ends with its own
+S-token suffix. Token ids are drawn directly (no tokenizer), so prompt lengths and prefix sharing
+are exact."""
 from __future__ import annotations
 
 import random

@@ -1,27 +1,22 @@
-"""A real `python -m radix_runtime.launch_server` process on a free loopback port (shared by the
-benchmark and the server tests)."""
+"""A real `python -m radix_runtime.launch_server` process on a free loopback port (used by the
+runtime's server tests and by the benchmark)."""
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class RuntimeServer:
     def __init__(self, model: Path | str, flags: tuple[str, ...] | list[str], log_path: Path,
                  threads: int = 1):
         self.port = free_port()
@@ -35,20 +30,19 @@ class Server:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         self.health_seen: list[int] = []  # /health statuses observed while starting
 
-    def wait_ready(self, timeout: float = 120) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_ready(self, timeout: float = 120) -> "RuntimeServer":
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                r = httpx.get(self.url + "/health", timeout=2)
-                self.health_seen.append(r.status_code)
-                if r.status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+            self.health_seen.append(httpx.get(self.url + "/health", timeout=2).status_code)
+            return self.health_seen[-1] == 200
+
+        try:
+            wait_for(ready, timeout, interval=0.02, what=f"/health 200 from {self.url}",
+                     ignore=lambda e: isinstance(e, httpx.TransportError))
+        except AssertionError as e:
+            raise RuntimeError(f"{e}\n{self.log()}") from None
+        return self
 
     def log(self) -> str:
         self._log.flush()

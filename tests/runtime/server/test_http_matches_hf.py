@@ -5,6 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.support.hf import hf_greedy
+
 pytestmark = pytest.mark.runtime  # starts real server processes
 
 PROMPTS = ["The quick brown fox", "Kubernetes runs containers in pods; a deployment keeps",
@@ -18,21 +20,13 @@ def hf(tiny_model):
     return tok, model
 
 
-def hf_greedy(hf, ids: list[int], n: int) -> list[int]:
-    tok, model = hf
-    with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False,
-                             pad_token_id=tok.pad_token_id)
-    return out[0, len(ids):].tolist()
-
-
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_generate_matches_hf(server, hf, prompt):
     tok, _ = hf
     r = httpx.post(server.url + "/generate", timeout=60, json={
         "text": prompt, "sampling_params": {"max_new_tokens": 24, "temperature": 0}}).json()
     ids = tok(prompt).input_ids
-    expected = hf_greedy(hf, ids, 24)
+    expected = hf_greedy(hf[1], ids, 24)
     assert r["meta_info"]["prompt_tokens"] == len(ids)
     assert r["output_ids"] == expected
     assert r["text"] == tok.decode(expected, skip_special_tokens=True)
@@ -47,7 +41,7 @@ def test_chat_matches_hf_template_and_model(server, hf):
     r = httpx.post(server.url + "/v1/chat/completions", timeout=60, json={
         "messages": messages, "max_tokens": 16, "temperature": 0}).json()
     assert r["usage"]["prompt_tokens"] == len(ids)
-    expected = hf_greedy(hf, ids, 16)
+    expected = hf_greedy(hf[1], ids, 16)
     assert r["usage"]["completion_tokens"] == len(expected)
     assert r["choices"][0]["message"]["content"] == tok.decode(expected, skip_special_tokens=True)
 
@@ -59,7 +53,7 @@ def test_shared_prefix_is_cached_and_output_unchanged(server, hf):
         r = httpx.post(server.url + "/generate", timeout=60, json={
             "text": prefix + question,
             "sampling_params": {"max_new_tokens": 8, "temperature": 0}}).json()
-        assert r["output_ids"] == hf_greedy(hf, tok(prefix + question).input_ids, 8)
+        assert r["output_ids"] == hf_greedy(hf[1], tok(prefix + question).input_ids, 8)
     # the second question reused (at least) the shared prefix
     assert r["meta_info"]["cached_tokens"] >= len(tok(prefix).input_ids) - 2
     assert r["meta"]["radix_cache_hit"] is True

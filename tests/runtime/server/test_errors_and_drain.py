@@ -6,6 +6,9 @@ import time
 import httpx
 import pytest
 
+from tests.support.server import RuntimeServer
+from tests.support.waiting import wait_for
+
 pytestmark = pytest.mark.runtime  # starts real server processes
 
 LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
@@ -64,9 +67,7 @@ def test_stream_error_before_output_is_plain_http(server):
 
 
 def test_failed_load_exits_nonzero_with_the_reason(tmp_path):
-    from bench.server import Server
-
-    s = Server(tmp_path, (), tmp_path / "server.log")  # an empty directory is no model
+    s = RuntimeServer(tmp_path, (), tmp_path / "server.log")  # an empty directory is no model
     with pytest.raises(RuntimeError, match="server exited with 1"):
         s.wait_ready()
     assert "model failed to load" in s.log()
@@ -99,22 +100,13 @@ def first_event(lines) -> str:
     return next(line for line in lines if line.startswith("data: "))
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_disconnect_mid_stream_aborts_and_frees(server):
     before = server.metrics()
     with httpx.stream("POST", server.url + "/generate", timeout=60,
                       json={"input_ids": [1, 2, 3], "stream": True, "sampling_params": LONG}) as r:
         first_event(r.iter_lines())
     # The client is gone: the request must stop running long before 1900 tokens.
-    wait_for(lambda: server.metrics()["sglang:num_requests_running"] == 0, 10, "abort")
+    wait_for(lambda: server.metrics()["sglang:num_requests_running"] == 0, 10, interval=0.02, what="abort")
     key = "sglang:generation_tokens_total"
     generated = server.metrics()[key] - before[key]
     assert generated < 1000
@@ -130,7 +122,7 @@ def test_flush_cache_refused_while_running(server):
         first_event(lines := r.iter_lines())
         busy = httpx.post(server.url + "/flush_cache")
         assert busy.status_code == 400 and "running" in busy.json()["error"]["message"]
-    wait_for(lambda: httpx.post(server.url + "/flush_cache").status_code == 200, 10, "flush")
+    wait_for(lambda: httpx.post(server.url + "/flush_cache").status_code == 200, 10, interval=0.02, what="flush")
 
 
 def test_queue_full_is_503_with_retry_after(launch, tiny_model):
@@ -141,7 +133,7 @@ def test_queue_full_is_503_with_retry_after(launch, tiny_model):
         waiter = threading.Thread(target=lambda: httpx.post(s.url + "/generate", json=body,
                                                             timeout=120))
         waiter.start()
-        wait_for(lambda: s.metrics()["sglang:num_requests_waiting"] == 1, 10, "a waiting request")
+        wait_for(lambda: s.metrics()["sglang:num_requests_waiting"] == 1, 10, interval=0.02, what="a waiting request")
         full = httpx.post(s.url + "/generate", json=body)
         assert full.status_code == 503 and int(full.headers["Retry-After"]) > 0
         assert "waiting" in full.json()["error"]["message"]
@@ -159,7 +151,7 @@ def test_sigterm_drains_in_flight_requests(launch, tiny_model):
             "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}}) as r:
         events.append(first_event(lines := r.iter_lines()))
         s.proc.send_signal(15)
-        wait_for(lambda: httpx.get(s.url + "/health").status_code == 503, 10, "draining health")
+        wait_for(lambda: httpx.get(s.url + "/health").status_code == 503, 10, interval=0.02, what="draining health")
         assert httpx.get(s.url + "/health").json()["status"] == "draining"
         refused = httpx.post(s.url + "/generate", json={"text": "a"})
         assert refused.status_code == 503 and "shutting down" in refused.json()["error"]["message"]

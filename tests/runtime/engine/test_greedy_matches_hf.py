@@ -8,10 +8,11 @@ import random
 
 import pytest
 
-from radix_runtime.engine.protocol import EngineRequest
-from radix_runtime.tiny_model import write_tiny_model
+from radix_runtime.core.request import EngineRequest
 
-from .helpers import collect, greedy, hf_greedy, make_engine, run_all, shutdown
+from tests.support.hf import hf_greedy
+
+from .helpers import collect, greedy, make_engine, run_all, shutdown
 
 async def _stream(engine, req):
     return [out async for out in engine.generate(req)]
@@ -22,8 +23,8 @@ PROMPTS = ["Hello world", "The quick brown fox", "def fibonacci(n):", "Once upon
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_single_requests_match_hf(arch, tiny_dirs, hf_models):
-    engine = make_engine(tiny_dirs[arch], max_total_tokens=4096)
+def test_single_requests_match_hf(arch, tiny_models, hf_models):
+    engine = make_engine(tiny_models[arch], max_total_tokens=4096)
     try:
         for i, p in enumerate(PROMPTS):
             ids = engine.tokenizer.encode(p)
@@ -44,9 +45,9 @@ def test_single_requests_match_hf(arch, tiny_dirs, hf_models):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_32_concurrent_shared_prefixes_match_hf(arch, tiny_dirs, hf_models):
+def test_32_concurrent_shared_prefixes_match_hf(arch, tiny_models, hf_models):
     rng = random.Random(7)
-    engine = make_engine(tiny_dirs[arch], max_total_tokens=8192, chunked_prefill_size=256)
+    engine = make_engine(tiny_models[arch], max_total_tokens=8192, chunked_prefill_size=256)
     tok = engine.tokenizer
     systems = [tok.encode(f"System {k}: you are a helpful assistant number {k}. " * 3) for k in range(4)]
     prompts = [systems[i % 4] + [rng.randrange(5, tok.vocab_size) for _ in range(rng.randrange(1, 40))]
@@ -61,8 +62,8 @@ def test_32_concurrent_shared_prefixes_match_hf(arch, tiny_dirs, hf_models):
         shutdown(engine)
 
 
-def test_second_request_hits_cache(tiny_dirs, hf_models):
-    engine = make_engine(tiny_dirs["llama"], max_total_tokens=4096)
+def test_second_request_hits_cache(tiny_models, hf_models):
+    engine = make_engine(tiny_models["llama"], max_total_tokens=4096)
     tok = engine.tokenizer
     first = tok.encode("You are a helpful assistant. Answer the question briefly and honestly.")
     second = first + tok.encode(" What is the capital of France?", add_special_tokens=False)
@@ -84,8 +85,8 @@ def test_second_request_hits_cache(tiny_dirs, hf_models):
         shutdown(engine)
 
 
-def test_chunked_prefill_matches_hf(tiny_dirs, hf_models):
-    engine = make_engine(tiny_dirs["qwen2"], max_total_tokens=4096, chunked_prefill_size=48)
+def test_chunked_prefill_matches_hf(tiny_models, hf_models):
+    engine = make_engine(tiny_models["qwen2"], max_total_tokens=4096, chunked_prefill_size=48)
     rng = random.Random(3)
     prompts = [[rng.randrange(5, engine.tokenizer.vocab_size) for _ in range(n)] for n in (150, 97, 49, 10)]
     try:
@@ -103,11 +104,11 @@ def test_chunked_prefill_matches_hf(tiny_dirs, hf_models):
     ("llama", {"rope_type": "linear", "factor": 2.0}),
     ("qwen2", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}),
 ])
-def test_rope_scaling_matches_hf(arch, scaling, tmp_path):
+def test_rope_scaling_matches_hf(arch, scaling, tiny_models):
     from transformers import AutoModelForCausalLM
     import torch
 
-    d = write_tiny_model(str(tmp_path / "m"), arch=arch, seed=11, rope_scaling=scaling)
+    d = tiny_models.get(arch, seed=11, rope_scaling=scaling)
     hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     engine = make_engine(d, max_total_tokens=2048)
     rng = random.Random(5)
@@ -136,11 +137,11 @@ def _with_config(src: str, dst: str, **changes) -> str:
     ("llama", dict(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=16)),
     ("qwen2", dict(use_sliding_window=True, sliding_window=16, max_window_layers=1)),
 ])
-def test_sliding_window_matches_hf(arch, changes, tiny_dirs, tmp_path):
+def test_sliding_window_matches_hf(arch, changes, tiny_models, tmp_path):
     from transformers import AutoModelForCausalLM
     import torch
 
-    d = _with_config(tiny_dirs[arch], str(tmp_path / "sw"), **changes)
+    d = _with_config(tiny_models[arch], str(tmp_path / "sw"), **changes)
     hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     engine = make_engine(d, max_total_tokens=2048, chunked_prefill_size=24)
     rng = random.Random(9)
@@ -150,7 +151,7 @@ def test_sliding_window_matches_hf(arch, changes, tiny_dirs, tmp_path):
         for p, out in zip(prompts, outs):
             assert out.output_ids == hf_greedy(hf, p, 24)
         # and the window matters: the same weights without it decode differently
-        full = make_engine(tiny_dirs[arch], max_total_tokens=2048)
+        full = make_engine(tiny_models[arch], max_total_tokens=2048)
         try:
             ref = asyncio.run(collect(full, EngineRequest("f", prompts[0], greedy(24))))[0]
             assert ref.output_ids != outs[0].output_ids

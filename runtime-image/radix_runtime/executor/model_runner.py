@@ -4,25 +4,15 @@ The scheduler hands over a list of `SeqInput`s (new tokens + the sequence's whol
 runner lays them out decode-first (see ForwardBatch), runs the model once and returns the final
 hidden state of each sequence's last token (plus every position's logits where input logprobs are
 wanted). Everything model- and device-specific stays here and below. In a tensor/pipeline-parallel
-group each rank has one over its shard, driven by distributed/runner.py.
+group each rank has one over its shard, driven by group_runner.py.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from ..cache.kv_pool import KVPool
+from ..core.forward_batch import ExtendSeq, ForwardBatch, SeqInput
 from ..layers.attention import TorchPagedAttention
-from .forward_batch import ExtendSeq, ForwardBatch
-
-
-@dataclass
-class SeqInput:
-    token_ids: list[int]  # the tokens to run now
-    start_pos: int  # position of the first of them (= tokens already in the KV cache)
-    kv_slots: torch.Tensor  # slots of positions [0, start_pos + len(token_ids)), new ones last
-    all_logits: bool = False  # return logits for every new position (input logprobs)
 
 
 class ModelRunner:
@@ -88,4 +78,4 @@ class ModelRunner:
         return self.model.logits(last_hidden[rows])
 
     def close(self) -> None:
-        """Nothing to release in one process (the distributed runner tells its ranks to stop)."""
+        """Nothing to release in one process (LeaderRunner tells its ranks to stop)."""

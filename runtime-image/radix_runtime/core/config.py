@@ -1,0 +1,49 @@
+"""What launch_server's flags decide, typed: `EngineConfig` for the engine, `ServerConfig` for the
+HTTP server. Built once from the flags (launch_server.py); the defaults here are the flags'
+defaults. SGLang's flag names in the comments."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DTYPES = ("float32", "float16", "bfloat16")
+DTYPE_ALIASES = {"half": "float16", "float": "float32"}  # SGLang's --dtype accepts these too
+
+
+@dataclass
+class EngineConfig:
+    model_path: str  # --model-path
+    tokenizer_path: str | None = None  # --tokenizer-path
+    dtype: str = "auto"  # --dtype: auto|float32|float16|bfloat16 (aliases resolved here)
+    device: str = "auto"  # --device: auto|cpu|cuda
+    context_length: int | None = None  # --context-length (default: the model's)
+    page_size: int = 1  # --page-size
+    max_total_tokens: int | None = None  # --max-total-tokens (KV pool size)
+    mem_fraction_static: float | None = None  # --mem-fraction-static
+    max_running_requests: int = 256  # --max-running-requests
+    max_queued_requests: int = 4096  # --max-queued-requests (beyond: QueueFullError -> 503)
+    chunked_prefill_size: int = 2048  # --chunked-prefill-size
+    max_prefill_tokens: int = 8192  # --max-prefill-tokens
+    schedule_policy: str = "lpm"  # --schedule-policy: lpm|fcfs
+    disable_radix_cache: bool = False  # --disable-radix-cache
+    random_seed: int = 0  # --random-seed
+    tp_size: int = 1  # --tp-size
+    pp_size: int = 1  # --pp-size
+
+    def __post_init__(self):
+        self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"  # --host
+    port: int = 30000  # --port (SGLang's default)
+    api_key: str | None = None  # --api-key
+    served_model_name: str | None = None  # --served-model-name (default: --model-path)
+    chat_template: str | None = None  # --chat-template
+    log_requests: bool = False  # --log-requests
+    watchdog_timeout: float = 300.0  # --watchdog-timeout
+    shutdown_timeout: float = 30.0  # --shutdown-timeout
+    health_generate_timeout: float = 20.0  # --health-generate-timeout
+    extend_max_conversations: int = 1024  # --extend-max-conversations
+    extend_ttl: float = 3600.0  # --extend-ttl
+    hit_rate_window_tokens: int = 1 << 18  # --hit-rate-window-tokens

@@ -1,0 +1,57 @@
+"""The seam between the HTTP server (above) and the engine (scheduler + radix cache + model, below).
+
+The server validates and tokenizes a request, turns it into an `EngineRequest` and iterates the
+`EngineOutput`s the engine yields for it. Everything the server may ask of the engine is here, so
+the two sides can change independently; `engine.radix_engine.RadixEngine` is the implementation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+from ..tokenizer import Tokenizer
+from .config import EngineConfig
+from .request import EngineOutput, EngineRequest
+
+
+@dataclass
+class EngineStats:
+    """A snapshot for /metrics, /health and /server_info. Counters are monotonic."""
+
+    num_running_reqs: int
+    num_waiting_reqs: int
+    token_usage: float  # fraction of KV slots held (running + cached)
+    cache_usage: float  # fraction of KV slots held by the radix tree
+    total_kv_tokens: int
+    prompt_tokens_total: int
+    cached_tokens_total: int
+    computed_prefill_tokens_total: int  # prompt tokens actually run through the model
+    generation_tokens_total: int
+    num_retractions_total: int
+    last_step_time: float  # time.monotonic() of the last scheduler step (health: "is it alive")
+    broken: str | None = None  # why the engine cannot serve at all (a rank of its group is gone)
+
+
+class Engine(Protocol):
+    config: EngineConfig
+    tokenizer: Tokenizer
+    context_length: int
+    vocab_size: int  # the model's (config.json), for checking token ids
+    is_generation: bool
+
+    def generate(self, req: EngineRequest) -> AsyncIterator[EngineOutput]:
+        """Submit and stream updates until one with finished=True. Raises QueueFullError or
+        InvalidRequestError before yielding anything. Closing the iterator early (client gone)
+        aborts the request and frees its KV."""
+
+    def abort(self, rid: str) -> bool: ...
+
+    def flush_cache(self) -> bool:
+        """Empty the radix cache; False (and nothing done) while requests are running."""
+
+    def stats(self) -> EngineStats: ...
+
+    def check_integrity(self) -> None:
+        """Raise AssertionError unless free + cached + in-use KV slots == total."""
+
+    async def shutdown(self) -> None: ...

@@ -1,0 +1,62 @@
+"""This process's device, its part of the model and the KV pool sized for what memory is left."""
+from __future__ import annotations
+
+import torch
+
+from ..cache.kv_pool import KVPool
+from ..core.config import EngineConfig
+from ..hf_files import model_config
+from ..models.loader import load_model, resolve_dtype
+from ..parallel.group import current
+
+_CPU_KV_BYTES, _CPU_KV_TOKENS = 2 << 30, 65536  # default KV pool on CPU: whichever is smaller
+
+
+def choose_device(name: str, local_rank: int = 0) -> torch.device:
+    """--device auto|cpu|cuda, or a device already chosen ("cuda:1"). A rank process takes the
+    GPU of its local rank."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"local rank {local_rank} needs GPU {local_rank}, this pod has "
+                             f"{torch.cuda.device_count()} (tp x pp / nnodes ranks per pod)")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def check_parallel(config: EngineConfig) -> None:
+    g = current()
+    if (config.tp_size, config.pp_size) != (g.tp_size, g.pp_size):
+        raise ValueError(f"--tp-size {config.tp_size} --pp-size {config.pp_size} needs a process group "
+                         "of that shape: start it with `python -m radix_runtime.launch_server`")
+
+
+def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> int:
+    """KV slots this rank can hold (its layers and KV heads only); the group takes the minimum."""
+    attn = model.attention_layers()
+    per_token = KVPool.bytes_per_token(len(attn), attn[0].kvh, attn[0].d, dtype)
+    if cfg.max_total_tokens:
+        return cfg.max_total_tokens
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        frac = cfg.mem_fraction_static or 0.85
+        budget = total * frac - (total - free)  # what the weights left of our share
+        return max(int(budget / per_token), context_length)
+    return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
+
+
+def load_shard(config: EngineConfig, device: torch.device):
+    """This rank's part of the model and its KV pool -> (model, hf_config, dtype, pool)."""
+    check_parallel(config)
+    hf_config = model_config(config.model_path)
+    dtype = resolve_dtype(config.dtype, hf_config, device)
+    model = load_model(config.model_path, hf_config, dtype, device, config.context_length)
+    if current().pp_size > model.args.num_layers:
+        raise ValueError(f"--pp-size {current().pp_size} exceeds the model's {model.args.num_layers} layers")
+    context_length = config.context_length or model.args.max_position_embeddings
+    size = current().min_across(_pool_size(config, model, dtype, device, context_length))
+    attn = model.attention_layers()
+    pool = KVPool(size, len(attn), attn[0].kvh, attn[0].d, dtype, device)
+    return model, hf_config, dtype, pool
