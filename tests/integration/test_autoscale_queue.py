@@ -13,7 +13,6 @@ import math
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,8 @@ from sglang_operator.autoscale.handoff import AUTOSCALER_MANAGER, replicas_owner
 from sglang_operator.autoscale.state import STATE_ANNOTATION
 
 from tests.support.kube import Api, LWS, wait_for_api
-from tests.support.operator import Operator, REPO, example
+from tests.support.operator import REPO, Operator, example
+from tests.support.process import terminate
 
 pytestmark = pytest.mark.cluster
 
@@ -71,13 +71,7 @@ class RuntimeServer:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(METRIC + "{"))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self._log.close()
 
 

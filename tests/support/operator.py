@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import httpx
 import yaml
 
 from .net import free_port
+from .process import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,15 +60,9 @@ class Operator:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 15) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def kill(self) -> None:
         self.proc.kill()

@@ -15,21 +15,13 @@ from .pdb import render_pdb
 from .service import endpoint, render_service
 
 
-def render_all(
-    name: str,
-    namespace: str,
-    spec: SGLangDeploymentSpec | Mapping[str, Any],
-    *,
-    replicas: int | None = None,
-) -> list[dict[str, Any]]:
-    """LeaderWorkerSet, Service and PodDisruptionBudget for one SGLangDeployment.
-
-    `replicas` is the autoscaler's current choice (ignored unless autoscaling is enabled).
-    """
+def render_all(name: str, namespace: str, spec: SGLangDeploymentSpec | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """LeaderWorkerSet, Service and PodDisruptionBudget for one SGLangDeployment. With autoscaling
+    on, the LWS's replicas are dp within the bounds (the reconciler leaves them out: handoff.py)."""
     if not valid_name(name):
         raise InvalidSpec([f"metadata.name: {name!r} is not a DNS-1035 label of at most {NAME_MAX} characters"])
     s = parse_spec(spec)
-    return [render_lws(name, namespace, s, replicas), render_service(name, namespace, s), render_pdb(name, namespace, s)]
+    return [render_lws(name, namespace, s), render_service(name, namespace, s), render_pdb(name, namespace, s)]
 
 
 def status_selector(name: str) -> str:

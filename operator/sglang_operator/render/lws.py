@@ -20,7 +20,7 @@ def desired_replicas(spec: SGLangDeploymentSpec, current: int | None = None) -> 
     return max(a.min_replicas, min(a.max_replicas or want, want))
 
 
-def render_lws(name: str, namespace: str, spec: SGLangDeploymentSpec, replicas: int | None = None) -> dict[str, Any]:
+def render_lws(name: str, namespace: str, spec: SGLangDeploymentSpec) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": lws_name(name), "namespace": namespace, "labels": common_labels(name, spec.engine)}
     if spec.scheduling.group_topology_key:
         metadata["annotations"] = {LWS_EXCLUSIVE_TOPOLOGY: spec.scheduling.group_topology_key}
@@ -29,7 +29,7 @@ def render_lws(name: str, namespace: str, spec: SGLangDeploymentSpec, replicas: 
         "kind": LWS_KIND,
         "metadata": metadata,
         "spec": {
-            "replicas": desired_replicas(spec, replicas),
+            "replicas": desired_replicas(spec),
             # Workers start with the leader: it cannot get ready before they join its process group.
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {

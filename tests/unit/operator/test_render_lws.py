@@ -16,8 +16,8 @@ from sglang_operator.render.labels import LWS_WORKER_INDEX_LABEL, selector_strin
 from tests.unit.operator.strategies import specs
 
 
-def objs(spec: dict, name: str = "demo", **kw):
-    lws, svc, pdb = render_all(name, "ns", spec, **kw)
+def objs(spec: dict, name: str = "demo"):
+    lws, svc, pdb = render_all(name, "ns", spec)
     return lws, svc, pdb
 
 
@@ -159,7 +159,7 @@ def test_autoscaled_replicas_stay_within_bounds():
     s = parse_spec({"model": {"path": "/m"}, "parallelism": {"dp": 10}, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5}})
     assert desired_replicas(s) == 5
     assert desired_replicas(s, current=1) == 2 and desired_replicas(s, current=3) == 3
-    assert objs(s.to_api(), replicas=4)[0]["spec"]["replicas"] == 4
+    assert objs(s.to_api())[0]["spec"]["replicas"] == 5
     off = parse_spec({"model": {"path": "/m"}, "parallelism": {"dp": 3}})
     assert desired_replicas(off, current=7) == 3
 
