@@ -169,7 +169,7 @@ class RadixTree:
         return torch.cat(out)
 
     def check(self) -> None:
-        """Recount sizes and lock invariants from scratch (tests, Engine.check_integrity)."""
+        """Recount sizes and lock invariants from scratch (tests, Scheduler.check_integrity)."""
         stack, ev, pr = list(self.root.children.values()), 0, 0
         while stack:
             node = stack.pop()

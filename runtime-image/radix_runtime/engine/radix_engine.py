@@ -142,7 +142,7 @@ class RadixEngine:
             except RuntimeError:  # the caller's loop is closed
                 pass
 
-    # -- the Engine protocol (core/protocol.py) --------------------------------------------------------------------
+    # -- the Engine protocol (core/protocol.py) -------------------------------------------------
     def _validate(self, req: EngineRequest) -> None:
         n, m = len(req.input_ids), req.sampling.max_new_tokens
         check_prompt(req.input_ids, self.context_length, self.vocab_size)

@@ -49,10 +49,6 @@ class LinearBase(nn.Module):
         else:
             self.register_parameter("bias", None)
 
-    def weight_loader(self, param: nn.Parameter, loaded, shard_id=None) -> None:
-        assert shard_id is None and list(param.shape) == shape_of(loaded), (param.shape, shape_of(loaded))
-        param.data.copy_(read_all(loaded))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 

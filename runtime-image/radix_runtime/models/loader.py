@@ -1,6 +1,7 @@
 """Load an HF-format model directory: *.safetensors (single or sharded with an index) into the
-architecture config.json names, the dtype it runs in, its EOS ids. Prints progress per file since big checkpoints take minutes. Under
-tensor/pipeline parallelism the model skips other stages' weights and reads only its shard."""
+architecture config.json names; the dtype it runs in; its EOS ids. Prints progress per file since
+big checkpoints take minutes. Under tensor/pipeline parallelism the model skips other stages'
+weights and reads only its shard."""
 from __future__ import annotations
 
 import glob
@@ -51,7 +52,8 @@ def _weight_files(path: str) -> list[str]:
     return files
 
 
-def _default_loader(param, loaded, shard_id=None):
+def _load_whole(param, loaded, shard_id=None):
+    """Parameters of modules without a weight_loader (norms) are not sharded."""
     assert shard_id is None and list(param.shape) == shape_of(loaded), (param.shape, shape_of(loaded))
     param.data.copy_(read_all(loaded))
 
@@ -88,7 +90,7 @@ def load_model(model_path: str, hf_config: dict, dtype: torch.dtype, device: tor
                     raise KeyError(f"unexpected weight {name} in {os.path.basename(file)}")
                 p = params[pname]
                 owner = model.get_submodule(pname.rpartition(".")[0])
-                loader = getattr(owner, "weight_loader", None) or _default_loader
+                loader = getattr(owner, "weight_loader", None) or _load_whole
                 # a lazy slice: sharded layers read only their part; copy_ converts dtype/device
                 loader(p, f.get_slice(name), shard)
                 loaded.add(pname)

@@ -6,7 +6,8 @@ token budget; (3) waiting requests are admitted in policy order while budget and
 starting from its longest cached prefix; (4) one forward, sampling, stop checks; (5) prefilled
 tokens are inserted into the radix tree right away so concurrent requests sharing them hit.
 
-Not thread-safe: the engine calls it from its loop thread under a lock.
+`runner` is a ModelRunner, or in a process group rank 0's LeaderRunner (the same calls). Not
+thread-safe: the engine calls it from its loop thread under a lock.
 """
 from __future__ import annotations
 

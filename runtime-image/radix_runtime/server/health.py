@@ -23,7 +23,7 @@ from radix_runtime.server.state import DRAINING, FAILED, LOADING, ServerState
 
 def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
                 watchdog_timeout: float, detail: str = "", now: float) -> tuple[int, dict]:
-    """The Olla proxy's SGLang docs' /health JSON and its status code. `detail`: what loading is doing, or why
+    """Olla's SGLang docs' /health JSON and its status code. `detail`: what loading is doing, or why
     it failed."""
     if phase == LOADING or stats is None:
         return 503, {"status": "loading", "model_loaded": False, "radix_cache_ready": False,

@@ -29,7 +29,7 @@ def state_of(request: web.Request) -> ServerState:
 
 
 def cache_headers(outputs: list[EngineOutput]) -> dict[str, str]:
-    """The Olla proxy's SGLang docs' X-SGLang-Cache-Hit (was any prompt served from the radix cache) plus the
+    """Olla's SGLang docs' X-SGLang-Cache-Hit (was any prompt served from the radix cache) plus the
     number of cached prompt tokens."""
     cached = sum(o.cached_tokens for o in outputs)
     return {"X-SGLang-Cache-Hit": "true" if cached > 0 else "false",

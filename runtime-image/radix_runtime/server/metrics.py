@@ -1,8 +1,8 @@
 """Prometheus metrics, on a registry of this server's own (tests run several servers per process).
 
 Gauges and counters are read from the engine's stats at scrape time; the latency histograms and the
-hit-rate window are fed by the request path. Both the Olla proxy's SGLang docs' names and real SGLang's are
-exported so existing dashboards work.
+hit-rate window are fed by the request path. Both the names in the Olla proxy's SGLang docs and
+real SGLang's are exported so existing dashboards work.
 """
 from __future__ import annotations
 

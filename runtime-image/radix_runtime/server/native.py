@@ -1,8 +1,8 @@
 """SGLang-native routes: /generate (POST/PUT), /batch and /extend.
 
-Response items carry SGLang's `text`, `output_ids` and `meta_info`, plus the Olla proxy's SGLang docs' `meta`
-(rid, input/output tokens, radix_cache_hit); the names do not clash, so clients of either read
-theirs.
+Response items carry SGLang's `text`, `output_ids` and `meta_info`, plus the `meta` block of the
+Olla proxy's SGLang docs (rid, input/output tokens, radix_cache_hit); the names do not clash, so
+clients of either read theirs.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def meta_info(out: EngineOutput, latency: float, tokenizer=None, with_text=False
 
 
 def seed_meta(out: EngineOutput, item: Item, latency: float) -> dict:
-    """The Olla proxy's SGLang docs' `meta` block (finish reason as a plain string, times in ms)."""
+    """Olla's SGLang docs' `meta` block (finish reason as a plain string, times in ms)."""
     fr = out.finish_reason
     meta = {"id": out.rid, "rid": item.conversation, "finish_reason": fr["type"] if fr else None,
             "input_tokens": out.prompt_tokens if item.new_tokens is None else item.new_tokens,
@@ -193,7 +193,7 @@ async def extend(request: web.Request) -> web.StreamResponse:
 
 
 async def batch(request: web.Request) -> web.Response:
-    """The Olla proxy's SGLang docs' /batch: every request runs concurrently; one answer for all."""
+    """Olla's SGLang docs' /batch: every request runs concurrently; one answer for all."""
     state = state_of(request)
     req = await parse_body(request, schemas.BatchRequest)
     arrival = time.monotonic()

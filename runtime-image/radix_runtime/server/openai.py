@@ -1,7 +1,7 @@
 """OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/embeddings, /v1/models.
 
 Extras as SGLang serves them: choices carry `matched_stop`, usage carries
-`prompt_tokens_details.cached_tokens`; non-streaming answers also carry the Olla proxy's SGLang docs' `metrics`.
+`prompt_tokens_details.cached_tokens`; non-streaming answers also carry Olla's SGLang docs' `metrics`.
 """
 from __future__ import annotations
 
@@ -317,7 +317,7 @@ async def get_model(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    # The Olla proxy's SGLang docs' vision route: same handler, so text works and image parts get a clear 400.
+    # Olla's SGLang docs' vision route: same handler, so text works and image parts get a clear 400.
     app.router.add_post("/v1/chat/completions/vision", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -1,8 +1,8 @@
 """Request models: the single source of truth for what a request may carry.
 
-Names and defaults follow SGLang (https://docs.sglang.ai/, the native and OpenAI API pages). Models are strict (no "5" for 5,
-no 1 for true) and parsed straight from the raw body, so malformed JSON and wrong types become the
-same 400. A parameter we accept but do not implement fails only when it asks for the behaviour we
+Names and defaults follow SGLang (https://docs.sglang.ai/, its native and OpenAI API pages).
+Models are strict (no "5" for 5, no 1 for true) and parsed straight from the raw body, so malformed
+JSON and wrong types become the same 400. A parameter we accept but do not implement fails only when it asks for the behaviour we
 lack (a non-default value), never for carrying its default.
 """
 from __future__ import annotations
@@ -158,13 +158,13 @@ class GenerateRequest(_Unsupported, _OneInput):
 
 
 class BatchRequest(_Strict):
-    """The Olla proxy's SGLang docs' /batch: independent generate requests answered together."""
+    """Olla's SGLang docs' /batch: independent generate requests answered together."""
 
     requests: list[GenerateRequest] = Field(min_length=1)
 
 
 class ExtendRequest(_Strict, _OneInput):
-    """The Olla proxy's SGLang docs' /extend: append to the conversation `rid` and generate."""
+    """Olla's SGLang docs' /extend: append to the conversation `rid` and generate."""
 
     rid: str = Field(min_length=1)
     text: str | None = None
