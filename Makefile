@@ -10,15 +10,16 @@ export SGLANG_FLEET_CACHE := $(CACHE)
 # pytest args, e.g. `make test PYTEST_ARGS="-k radix -x"`
 PYTEST_ARGS ?=
 
-.PHONY: print-cache help venv cluster-bins test test-unit crds demo bench dev-cluster dev-cluster-down clean
+.PHONY: print-cache help venv cluster-bins node-bins images test test-unit crds demo bench dev-cluster dev-cluster-down clean
 
 help:
 	@echo "make test              install everything needed and run the whole suite"
 	@echo "make demo              end-to-end demo (see README)"
 	@echo "make crds              regenerate crds/ from the pydantic API types"
 	@echo "make bench             benchmarks (not tests)"
-	@echo "make dev-cluster       start a local control plane in the background"
-	@echo "make dev-cluster-down  stop it"
+	@echo "make images            build the operator and runtime images (buildah, no daemon) for the local node"
+	@echo "make dev-cluster       start the local cluster (control plane, real node, LWS, kwok GPU nodes) in the background"
+	@echo "make dev-cluster-down  stop it and put the host back as it was"
 
 # The venv is rebuilt when pyproject.toml changes (stamp file).
 $(VENV)/.stamp: pyproject.toml
@@ -34,7 +35,16 @@ venv: $(VENV)/.stamp
 cluster-bins:
 	@tests/cluster/build.sh >/dev/null
 
-test: venv cluster-bins
+# The node test bed: Debian packages (root), then kubelet, kube-proxy, LWS, kwok, CoreDNS, pause.
+node-bins: cluster-bins
+	@tests/cluster/node-deps.sh
+	@tests/cluster/build.sh node >/dev/null
+
+# Our Dockerfiles built with buildah on a locally made Debian base; cached on their inputs.
+images: node-bins
+	@tests/cluster/images.sh
+
+test: venv cluster-bins node-bins images
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest ran no tests: that is a failure"; exit 1; fi; exit $$rc
 
@@ -52,7 +62,7 @@ demo: venv cluster-bins
 bench: venv
 	$(PY) -m bench
 
-dev-cluster: venv cluster-bins
+dev-cluster: venv cluster-bins node-bins images
 	@$(PY) -m tests.cluster.dev up
 
 dev-cluster-down: venv

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds the test control plane from Go modules with the ordinary `go` client (no Docker, no
-# binary downloads) and caches the binaries outside git, keyed on the pinned versions.
-#   tests/cluster/build.sh            build what is missing, print the bin directory last
-# Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
+# Builds the test cluster from Go modules with the ordinary `go` client (no Docker, no binary
+# downloads) and caches the binaries outside git, keyed on the pinned versions.
+#   tests/cluster/build.sh          control plane: etcd, kube-apiserver, -controller-manager,
+#                                   -scheduler, kubectl, helm, the LWS CRD
+#   tests/cluster/build.sh node     also the node test bed: kubelet, kube-proxy, the LWS
+#                                   controller, CoreDNS, kwok and the pause binary
+# Prints the cache directory last. Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -14,28 +17,36 @@ log() { printf '[cluster-build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 k8s_dir="$cache/bin/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+[ "${1:-}" = node ] && k8s_bins+=(kubelet kube-proxy)
+
+# A throwaway wrapper module that requires $1@$2 and builds package $3 into $4. Modules with
+# replace directives (etcd, lws, kwok) refuse `go install pkg@v`, and the proxy here refuses the
+# version lists that `go install` reads for some of them; a wrapper module builds all of them.
+build_wrapped() {
+  local module=$1 version=$2 pkg=$3 out=$4 ldflags=${5:-}
+  local work; work=$(mktemp -d)
+  (cd "$work" && go mod init fleet/wrapper >/dev/null 2>&1 \
+    && { go get "$pkg@$version" >/dev/null 2>&1 || go get "$pkg@$version"; } \
+    && go build -trimpath -ldflags "-s -w $ldflags" -o "$work/bin" "$pkg") || { rm -rf "$work"; return 1; }
+  mkdir -p "$(dirname "$out")" && mv "$work/bin" "$out"
+  rm -rf "$work"
+}
 
 build_etcd() {
   [ -x "$etcd_dir/etcd" ] && return
   log "building etcd $ETCD_VERSION (first time only, about 1 min)"
-  local work; work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
-  # etcd's server module has replace directives, so `go install pkg@v` refuses it; a wrapper
-  # module that requires it builds fine.
-  (cd "$work" && go mod init fleet/etcd-build >/dev/null 2>&1 \
-    && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
-    && go build -trimpath -o "$work/etcd" go.etcd.io/etcd/server/v3)
-  mkdir -p "$etcd_dir" && mv "$work/etcd" "$etcd_dir/etcd"
+  build_wrapped go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$etcd_dir/etcd"
   log "etcd ready: $etcd_dir/etcd"
 }
 
 build_kubernetes() {
-  local missing=0 b
-  for b in "${k8s_bins[@]}"; do [ -x "$k8s_dir/$b" ] || missing=1; done
-  [ $missing = 0 ] && return
+  local missing=() b
+  for b in "${k8s_bins[@]}"; do [ -x "$k8s_dir/$b" ] || missing+=("$b"); done
+  [ ${#missing[@]} = 0 ] && return
   local v=${KUBERNETES_VERSION#v} work gomod
   local major=${v%%.*} minor; minor=${v#*.}; minor=${minor%%.*}
   local staging="v0.$minor.${v##*.}"
-  log "building ${k8s_bins[*]} $KUBERNETES_VERSION (first time only: ~1.5 GB of modules, 4-6 min on 2 cores)"
+  log "building ${missing[*]} $KUBERNETES_VERSION (first time only: ~1.5 GB of modules, 4-6 min on 2 cores; kubelet and kube-proxy add ~30 s once the others are built)"
   work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   pushd "$work" >/dev/null
@@ -54,15 +65,13 @@ build_kubernetes() {
     ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  local pkgs=()
-  for b in "${k8s_bins[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   log "compiling (progress: one line per finished binary)"
-  mkdir -p "$work/out"
-  for b in "${k8s_bins[@]}"; do
+  mkdir -p "$work/out" "$k8s_dir"
+  for b in "${missing[@]}"; do
     go build -trimpath -ldflags "-s -w$ld" -o "$work/out/$b" "k8s.io/kubernetes/cmd/$b"
+    mv "$work/out/$b" "$k8s_dir/$b"
     log "  built $b"
   done
-  mkdir -p "$k8s_dir" && mv "$work/out/"* "$k8s_dir/"
   popd >/dev/null
   log "kubernetes binaries ready: $k8s_dir"
 }
@@ -76,9 +85,10 @@ build_helm() {
   log "helm ready: $dir/helm"
 }
 
+module_dir() { go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)",/\1/p'; }
+
 lws_crd() {
-  local dir
-  dir=$(go mod download -json "sigs.k8s.io/lws@$LWS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  local dir; dir=$(module_dir sigs.k8s.io/lws "$LWS_VERSION")
   local crd="$dir/config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml"
   [ -f "$crd" ] || { echo "LWS CRD not found in $dir" >&2; exit 1; }
   mkdir -p "$cache/crds/lws-$LWS_VERSION"
@@ -86,9 +96,84 @@ lws_crd() {
   chmod u+w "$cache/crds/lws-$LWS_VERSION/"*.yaml
 }
 
-command -v go >/dev/null || { echo "go is required to build the test control plane (Go >= 1.26)" >&2; exit 1; }
+# -- the node test bed ---------------------------------------------------------------------------
+build_lws() {
+  local out="$cache/bin/lws-$LWS_VERSION/lws-controller-manager"
+  [ -x "$out" ] && return
+  log "building the LeaderWorkerSet controller $LWS_VERSION (first time only, about 2 min)"
+  build_wrapped sigs.k8s.io/lws "$LWS_VERSION" sigs.k8s.io/lws/cmd "$out" \
+    "-X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION"
+  # the webhook manifests travel with the binary (the node bed registers them on loopback)
+  local dir; dir=$(module_dir sigs.k8s.io/lws "$LWS_VERSION")
+  cp -f "$dir/config/webhook/manifests.yaml" "$(dirname "$out")/webhooks.yaml"
+  chmod u+w "$(dirname "$out")/webhooks.yaml"
+  log "LWS controller ready: $out"
+}
+
+build_kwok() {
+  local out="$cache/bin/kwok-$KWOK_VERSION/kwok"
+  [ -x "$out" ] && return
+  log "building kwok $KWOK_VERSION (first time only, about 2 min)"
+  build_wrapped sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "$out"
+  # the bare binary embeds no stages; keep the module's stage files beside it
+  local dir; dir=$(module_dir sigs.k8s.io/kwok "$KWOK_VERSION")
+  mkdir -p "$(dirname "$out")/stage"
+  cp -rf "$dir/kustomize/stage/." "$(dirname "$out")/stage/"
+  chmod -R u+w "$(dirname "$out")/stage"
+  log "kwok ready: $out"
+}
+
+build_coredns() {
+  local out="$cache/bin/coredns-$COREDNS_VERSION/coredns"
+  [ -x "$out" ] && return
+  log "building CoreDNS $COREDNS_VERSION with the plugins cluster DNS needs (first time only, about 2 min)"
+  local work; work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
+  # only the plugins our Corefile uses: compiles in about half the time of the full set
+  cat > "$work/main.go" <<'GO'
+package main
+
+import (
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+GO
+  (cd "$work" && go mod init fleet/coredns >/dev/null 2>&1 \
+    && { go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1 \
+         || go get "github.com/coredns/coredns@$COREDNS_VERSION"; } \
+    && go build -trimpath -ldflags "-s -w" -o "$work/coredns" .)
+  mkdir -p "$(dirname "$out")" && mv "$work/coredns" "$out"
+  log "CoreDNS ready: $out"
+}
+
+# The sandbox ("pause") container: the real pause.c from the Kubernetes module, static.
+build_pause() {
+  local out="$cache/bin/pause-$KUBERNETES_VERSION/pause"
+  [ -x "$out" ] && return
+  command -v gcc >/dev/null || { echo "gcc is required to build the pause binary" >&2; exit 1; }
+  local dir; dir=$(module_dir k8s.io/kubernetes "$KUBERNETES_VERSION")
+  mkdir -p "$(dirname "$out")"
+  gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$out.tmp" "$dir/build/pause/linux/pause.c"
+  strip "$out.tmp" && mv "$out.tmp" "$out"
+  log "pause ready: $out"
+}
+
+command -v go >/dev/null || { echo "go is required to build the test cluster (Go >= 1.26)" >&2; exit 1; }
 build_etcd
 build_kubernetes
 build_helm
 lws_crd
+if [ "${1:-}" = node ]; then
+  build_lws
+  build_kwok
+  build_coredns
+  build_pause
+fi
 echo "$cache"

@@ -76,7 +76,9 @@ class Pki:
         return cert_path, key_path
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, extra_ips: list[str] = ()) -> Pki:
+    """`extra_ips`: more addresses the API server's certificate is valid for (the address pods use,
+    the `kubernetes` Service's cluster IP)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_name = _name("sglang-fleet-test-ca")
@@ -85,10 +87,11 @@ def make_pki(directory: Path) -> Pki:
                       key_encipherment=False, data_encipherment=False, key_agreement=False,
                       encipher_only=False, decipher_only=False)])
     serving_key = _key()
+    ips = dict.fromkeys(["127.0.0.1", *extra_ips])
     sans = x509.SubjectAlternativeName([
         x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default"),
-        x509.DNSName("kubernetes.default.svc"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        x509.DNSName("kubernetes.default.svc"), x509.DNSName("kubernetes.default.svc.cluster.local"),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
     ])
     serving = _sign(_name("kube-apiserver"), serving_key, ca_name, ca_key, ca=False, extensions=[
         sans, x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])])

@@ -9,7 +9,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from tests.support.net import free_port
 
 from .certs import Pki, make_pki
 
@@ -87,13 +88,12 @@ def ensure_binaries() -> Binaries:
     return bins
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Service and pod address ranges, sized for scale tests (a /24 stops at about 250 Services).
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Children get SIGKILL if the test process dies, so a crashed run leaves no strays.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -114,6 +114,8 @@ class ControlPlane:
     """Start with `start()`, stop with `stop()`. `detached=True` leaves the processes running after
     this Python process exits (dev cluster); otherwise they die with it."""
 
+    host = "127.0.0.1"  # where the API server listens; the node bed moves it to an address pods reach
+
     def __init__(self, workdir: Path, *, detached: bool = False, with_controller_manager: bool = True):
         self.workdir = Path(workdir).resolve()
         self.detached = detached
@@ -126,7 +128,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "ControlPlane":
@@ -134,7 +136,7 @@ class ControlPlane:
         self.bins = ensure_binaries()
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        self.pki = make_pki(self.workdir / "pki")
+        self.pki = make_pki(self.workdir / "pki", extra_ips=[self.host, KUBERNETES_SERVICE_IP])
         try:
             self._start_etcd()
             self._start_apiserver()
@@ -165,7 +167,7 @@ class ControlPlane:
         log = open(self.workdir / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
-            start_new_session=True, preexec_fn=None if self.detached else _die_with_parent,
+            start_new_session=True, preexec_fn=None if self.detached else die_with_parent,
         )
         log.close()
         self.procs[name] = proc
@@ -210,13 +212,11 @@ class ControlPlane:
         import httpx
         self._wait("etcd", lambda: httpx.get(f"{self.etcd_url}/health", timeout=1).status_code == 200, 30)
 
-    def _start_apiserver(self) -> None:
-        self.api_port = free_port()
+    def apiserver_flags(self) -> list[str]:
         p = self.pki
-        self._spawn("kube-apiserver", [
-            str(self.bins.kube_apiserver),
+        return [
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.api_port}", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.host}", f"--secure-port={self.api_port}", f"--advertise-address={self.host}",
             # no default route here: without this the endpoint reconciler rejects loopback
             "--endpoint-reconciler-type=none",
             f"--tls-cert-file={p.serving_cert}", f"--tls-private-key-file={p.serving_key}",
@@ -224,11 +224,16 @@ class ControlPlane:
             "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p.sa_pub}", f"--service-account-signing-key-file={p.sa_key}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
             # no controller creates default service accounts before the controller-manager runs
             "--disable-admission-plugins=ServiceAccount",
             "--profiling=false", "--v=0",
-        ])
+        ]
+
+    def _start_apiserver(self) -> None:
+        self.api_port = free_port(self.host)
+        p = self.pki
+        self._spawn("kube-apiserver", [str(self.bins.kube_apiserver), *self.apiserver_flags()])
         import ssl
 
         import httpx
@@ -243,18 +248,21 @@ class ControlPlane:
         user = {"client-certificate": str(self.pki.admin_cert), "client-key": str(self.pki.admin_key)}
         self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_dict(self.server, self.pki.ca_cert, user)))
 
-    def _start_controller_manager(self) -> None:
-        port = free_port()
+    def controller_manager_flags(self, port: int) -> list[str]:
         kc = str(self.kubeconfig)
-        self._spawn("kube-controller-manager", [
-            str(self.bins.kube_controller_manager),
+        return [
             f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             "--leader-elect=false", f"--root-ca-file={self.pki.ca_cert}",
             f"--service-account-private-key-file={self.pki.sa_key}",
             "--bind-address=127.0.0.1", f"--secure-port={port}",
             "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--concurrent-gc-syncs=5", "--v=0",
-        ])
+        ]
+
+    def _start_controller_manager(self) -> None:
+        port = free_port()
+        self._spawn("kube-controller-manager", [str(self.bins.kube_controller_manager),
+                                                *self.controller_manager_flags(port)])
         import httpx
         self._wait("kube-controller-manager",
                    lambda: httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200,

@@ -1,4 +1,5 @@
-"""`make dev-cluster` / `make dev-cluster-down`: the test control plane, left running for people.
+"""`make dev-cluster` / `make dev-cluster-down`: the node test bed (control plane, a real node that
+runs our images, the LWS controller, CoreDNS, kwok GPU nodes), left running for people.
 
     python -m tests.cluster.dev up      # prints the export KUBECONFIG=... line
     python -m tests.cluster.dev down
@@ -12,18 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from .controlplane import REPO, Binaries, ControlPlane
+from .controlplane import REPO, Binaries
+from .node import NodeCluster
 
 STATE = Path(os.environ.get("SGLANG_FLEET_DEV_CLUSTER", REPO / ".dev-cluster"))
-ORDER = ["kube-controller-manager", "kube-apiserver", "etcd"]  # stop order
 
 
 def _pids() -> dict[str, int]:
-    out = {}
-    for name in ORDER:
-        f = STATE / f"{name}.pid"
-        if f.exists():
-            out[name] = int(f.read_text())
+    """{process: pid}, newest first (the stop order); the mount-namespace holder last, whose end
+    starts the janitor that puts the host back."""
+    files = sorted(STATE.glob("*.pid"), key=lambda f: f.stat().st_mtime, reverse=True)
+    out = {f.stem: int(f.read_text()) for f in files if f.stem != "holder"}
+    if (STATE / "holder.pid").exists():
+        out["holder"] = int((STATE / "holder.pid").read_text())
     return out
 
 
@@ -42,8 +44,10 @@ def up() -> int:
         if STATE.exists():
             import shutil
             shutil.rmtree(STATE)
-        ControlPlane(STATE, detached=True).start()
+        bed = NodeCluster(STATE, detached=True).start()
         print(f"dev cluster running; logs in {STATE / 'logs'}")
+        print(f"images on the node: {', '.join(bed.images.values()) or '(none: run make images)'}")
+        print(f"pods can mount {bed.share_pod_path} (hostPath); on this machine it is {bed.share_dir}")
     print(f"export KUBECONFIG={STATE / 'admin.kubeconfig'}")
     print(f"# kubectl built for this cluster: {Binaries.expected().kubectl}")
     return 0
@@ -51,9 +55,9 @@ def up() -> int:
 
 def down() -> int:
     pids = _pids()
-    for name in ORDER:
-        if name in pids and _alive(pids[name]):
-            os.kill(pids[name], signal.SIGTERM)
+    for name, pid in pids.items():
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     for name, pid in pids.items():
         while _alive(pid) and time.monotonic() < deadline:
@@ -61,8 +65,20 @@ def down() -> int:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         (STATE / f"{name}.pid").unlink(missing_ok=True)
+    if pids:
+        _wait_janitor()
     print("dev cluster stopped" if pids else "no dev cluster was running")
     return 0
+
+
+def _wait_janitor(timeout: float = 120) -> None:
+    log = STATE / "logs" / "janitor.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and "host restored" in log.read_text():
+            return
+        time.sleep(0.2)
+    print(f"the janitor did not report the host restored; see {log}", file=sys.stderr)
 
 
 def status() -> int:

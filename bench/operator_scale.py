@@ -1,0 +1,149 @@
+"""`python -m bench.operator_scale`: the operator at scale on the node test bed.
+
+N SGLangDeployments (one single-pod group each, on kwok nodes) are created before the operator
+starts; then the operator runs and we measure
+  - the time until every one is converged (children applied and status written for the current
+    generation), and until every one is Ready (pods scheduled and Ready on kwok nodes, through the
+    LWS controller and the StatefulSet controller);
+  - the operator's peak RSS (VmHWM);
+  - the operator's API writes during a quiet minute after convergence (its own write counter).
+Not a test: the numbers depend on the machine. Needs root (the node bed). Results: a table on
+stdout and a JSON file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from kubernetes import client
+
+from tests.cluster.controlplane import REPO
+from tests.cluster.node import KWOK_TAINT, NodeCluster
+from tests.support.net import free_port
+
+GROUP, VERSION, PLURAL = "sglangfleet.dev", "v1alpha1", "sglangdeployments"
+
+
+def manifest(i: int) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SGLangDeployment", "metadata": {"name": f"s{i:04d}"},
+            "spec": {"model": {"path": "/models/tiny"}, "image": "localhost/sglang-fleet/none:scale",
+                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"nvidia.com/gpu": 0}},
+                     "scheduling": {"tolerations": [{"key": KWOK_TAINT["key"], "operator": "Exists",
+                                                     "effect": "NoSchedule"}]}}}
+
+
+def create_all(api, ns: str, n: int, workers: int = 16) -> None:
+    custom = client.CustomObjectsApi(api)
+    todo = list(range(n))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, manifest(i))
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def counts(api, ns: str) -> tuple[int, int]:
+    """(converged, ready) SGLangDeployments."""
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    conv = ready = 0
+    for o in items:
+        st = o.get("status") or {}
+        if st.get("observedGeneration") == o["metadata"]["generation"] and st.get("conditions"):
+            conv += 1
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in st["conditions"]):
+                ready += 1
+    return conv, ready
+
+
+def writes(metrics_url: str) -> float:
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("sglang_operator_api_writes_total"))
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(n: int, nodes: int, quiet: float, workdir: Path) -> dict:
+    bed = NodeCluster(workdir, kwok_gpu_nodes=nodes, import_images=False).start()
+    try:
+        api = bed.api_client()
+        ns = "scale"
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+        t0 = time.monotonic()
+        create_all(api, ns, n)
+        print(f"created {n} SGLangDeployments in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        port = free_port()
+        log = open(workdir / "operator.log", "wb")
+        op = subprocess.Popen([sys.executable, "-m", "sglang_operator.cli", "run", "--all-namespaces",
+                               f"--metrics-port={port}", "--metrics-addr=127.0.0.1", "--log-format=plain"],
+                              stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                              env={**os.environ, "KUBECONFIG": str(bed.kubeconfig)})
+        try:
+            t_start, t_conv, t_ready = time.monotonic(), None, None
+            while t_ready is None and time.monotonic() - t_start < 900:
+                conv, ready = counts(api, ns)
+                now = time.monotonic() - t_start
+                if t_conv is None and conv == n:
+                    t_conv = now
+                if ready == n:
+                    t_ready = now
+                print(f"  {now:6.1f}s converged {conv}/{n} ready {ready}/{n}", file=sys.stderr, flush=True)
+                time.sleep(2)
+            metrics = f"http://127.0.0.1:{port}/metrics"
+            w0 = writes(metrics)
+            time.sleep(quiet)
+            quiet_writes = writes(metrics) - w0
+            rss = peak_rss_mb(op.pid)
+        finally:
+            op.terminate()
+            op.wait(timeout=30)
+        return {"deployments": n, "kwok_nodes": nodes, "converged_s": t_conv, "ready_s": t_ready,
+                "operator_peak_rss_mb": round(rss, 1), "quiet_window_s": quiet, "writes_in_quiet_window": quiet_writes}
+    finally:
+        bed.stop()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.operator_scale", description=__doc__.splitlines()[0])
+    p.add_argument("--deployments", type=int, default=1000)
+    p.add_argument("--kwok-nodes", type=int, default=12, help="fake nodes (110 pods each)")
+    p.add_argument("--quiet-seconds", type=float, default=60)
+    p.add_argument("--out", default=os.path.join(
+        os.environ.get("SGLANG_FLEET_CACHE", os.path.expanduser("~/.cache/sglang-fleet")), "bench", "operator_scale.json"))
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="operator-scale-") as d:
+        r = run(a.deployments, a.kwok_nodes, a.quiet_seconds, Path(d))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(r, indent=2))
+    print("| deployments | converged (s) | all Ready (s) | operator peak RSS (MB) | writes in a quiet minute |")
+    print("|---|---|---|---|---|")
+    print(f"| {r['deployments']} | {r['converged_s']} | {r['ready_s']} | {r['operator_peak_rss_mb']} | "
+          f"{r['writes_in_quiet_window']:.0f} |")
+    print(f"(JSON: {a.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `make images`: builds the operator and runtime images from our own Dockerfiles with buildah (no
+# daemon, no registry), on a base image made locally from Debian packages, and exports each as an
+# OCI archive that the node test bed imports into its containerd (tests/cluster/node.py).
+# Cached keyed on the inputs (Dockerfile, pyproject.toml, the package sources, the base recipe):
+# a second run with nothing changed does nothing. Prints the image names last.
+#   tests/cluster/images.sh [operator|runtime ...]    (default: both)
+# Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${SGLANG_FLEET_CACHE:-$HOME/.cache/sglang-fleet}
+dir="$cache/images"
+log() { printf '[images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+"$here/node-deps.sh"
+mkdir -p "$dir/archives" "$dir/tmp"
+
+# buildah keeps its storage under our cache; it mounts overlays, so every buildah call runs in a
+# private mount namespace (a killed build leaves no mount on the host) with an overlay on /var/lib,
+# where buildah writes a cache file of its own (/var/lib/containers/cache) that we keep out of
+# the host.
+cat > "$dir/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$dir/storage"
+runroot = "$dir/tmp/runroot"
+CONF
+bh() {
+  CONTAINERS_STORAGE_CONF="$dir/storage.conf" TMPDIR="$dir/tmp" \
+    unshare --mount --propagation private sh -c '
+      mkdir -p "$0/varlib/upper" "$0/varlib/work" &&
+      mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$0/varlib/upper,workdir=$0/varlib/work" /var/lib &&
+      exec buildah "$@"' "$dir/tmp" "$@"
+}
+
+# -- base: Debian bookworm + python3 (what python:3.11-slim gives the published images) --------
+BASE_RECIPE="bookworm minbase python3 python3-venv python3-pip ca-certificates v1"
+base_key=$(printf '%s' "$BASE_RECIPE" | sha256sum | cut -c1-12)
+BASE_IMAGE="localhost/sglang-fleet/debian-python:$base_key"
+build_base() {
+  bh inspect --type image "$BASE_IMAGE" >/dev/null 2>&1 && return
+  local mirror rootfs ctr mnt
+  # the first Debian archive apt uses here (deb822 .sources or a one-line sources.list)
+  mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+             | sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) bookworm .*/\2/p' | head -1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  log "base image: debootstrap bookworm from $mirror (first time only, about 1 min)"
+  rootfs=$(mktemp -d "$dir/tmp/rootfs.XXXXXX")
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+    bookworm "$rootfs" "$mirror" >"$dir/tmp/debootstrap.log" 2>&1 \
+    || { tail -20 "$dir/tmp/debootstrap.log" >&2; rm -rf "$rootfs"; exit 1; }
+  # what an image does not need: apt lists and caches, docs, locales, device nodes, the host's DNS
+  rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc \
+    "$rootfs"/usr/share/man "$rootfs"/usr/share/locale "$rootfs"/dev/* "$rootfs"/etc/resolv.conf
+  ctr=$(bh from scratch)
+  # copy with numeric owners inside the same namespace as the mount (buildah copy would chown)
+  CONTAINERS_STORAGE_CONF="$dir/storage.conf" TMPDIR="$dir/tmp" unshare --mount --propagation private \
+    sh -c 'mnt=$(buildah mount "$1") && tar -C "$2" --numeric-owner -cf - . | tar -C "$mnt" --numeric-owner -xf - && buildah umount "$1" >/dev/null' \
+    sh "$ctr" "$rootfs"
+  bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/sh "$ctr"
+  bh commit --rm -q "$ctr" "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+  log "base image ready: $BASE_IMAGE"
+}
+
+# -- our images ---------------------------------------------------------------------------------
+inputs_key() {  # the image's inputs: its Dockerfile, the packaging files and the package sources
+  local dockerfile=$1
+  (cd "$repo" && { echo "$BASE_IMAGE"; sha256sum "$dockerfile" pyproject.toml README.md;
+    git ls-files -co --exclude-standard operator runtime-image | grep -v '/Dockerfile$' | sort | xargs sha256sum; }) \
+    | sha256sum | cut -c1-12
+}
+
+build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.tar
+  local name=$1 dockerfile=$2 note=$3 key image archive t0
+  key=$(inputs_key "$dockerfile")
+  image="localhost/sglang-fleet/$name:$key"
+  archive="$dir/archives/$name-$key.tar"
+  echo "$image" > "$dir/$name.current"
+  [ -f "$archive" ] && return
+  t0=$(date +%s)
+  log "building $image from $dockerfile ($note)"
+  # the host's CA bundle, because HTTPS to PyPI is re-signed on our machines; pip's downloads are
+  # kept in the build's cache mount under $dir/tmp between builds
+  bh bud --pull=never --network host --layers=true -q \
+    --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    -f "$repo/$dockerfile" -t "$image" "$repo" >/dev/null
+  log "exporting $image"
+  rm -f "$dir/archives/$name-"*.tar
+  bh push -q "$image" "oci-archive:$archive.part:$image"
+  mv "$archive.part" "$archive"
+  log "$image ready in $(( $(date +%s) - t0 ))s ($(du -h "$archive" | cut -f1) archive)"
+  # older tags of this image are no use; their layers stay shared with the new one where equal
+  bh images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/sglang-fleet/$name:" | grep -v ":$key$" \
+    | xargs -r -n1 sh -c 'CONTAINERS_STORAGE_CONF="$0" buildah rmi "$1" >/dev/null 2>&1 || true' "$dir/storage.conf" || true
+}
+
+command -v buildah >/dev/null || { echo "buildah is missing (tests/cluster/node-deps.sh installs it)" >&2; exit 1; }
+bh rm --all >/dev/null 2>&1 || true   # working containers left by a killed build
+build_base
+targets=("${@:-operator runtime}")
+for t in ${targets[*]}; do
+  case $t in
+    operator) build_image sglang-operator operator/Dockerfile "about 1 min, 180 MB" ;;
+    runtime) build_image radix-runtime runtime-image/Dockerfile \
+      "torch with its CUDA libraries: ~6 GB; ~6 min and a 3 GB download the first time, ~2 min after a code change" ;;
+    *) echo "unknown image '$t' (operator, runtime)" >&2; exit 2 ;;
+  esac
+done
+for t in ${targets[*]}; do
+  case $t in operator) cat "$dir/sglang-operator.current" ;; runtime) cat "$dir/radix-runtime.current" ;; esac
+done
