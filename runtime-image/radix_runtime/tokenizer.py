@@ -22,7 +22,6 @@ class Tokenizer:
     def __init__(self, path: str):
         from tokenizers import Tokenizer as _HFTokenizer
 
-        self.path = path
         file = os.path.join(path, "tokenizer.json")
         if not os.path.exists(file):
             raise FileNotFoundError(f"{file} not found (only fast tokenizers are supported)")

@@ -50,9 +50,9 @@ class RadixEngine:
             raise ValueError("only --page-size 1 is supported")
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
         torch.manual_seed(config.random_seed)
-        model, self.hf_config, self.dtype, self.pool = load_shard(config, self.device)
+        model, hf_config, self.dtype, self.pool = load_shard(config, self.device)
         self.context_length = config.context_length or model.args.max_position_embeddings
-        self.eos_token_ids = eos_token_ids(config.model_path, self.hf_config)
+        self.eos_token_ids = eos_token_ids(config.model_path, hf_config)
         if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:
             self.eos_token_ids = {self.tokenizer.eos_token_id}
         self.vocab_size = model.args.vocab_size

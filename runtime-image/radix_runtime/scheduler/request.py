@@ -44,7 +44,6 @@ class Req:
 
     finished: bool = False
     finish_reason: dict | None = None
-    aborted: bool = False
     detok: IncrementalDetokenizer | None = None
     text: str = ""
     output_logprobs: list[tuple[float, int]] = field(default_factory=list)

@@ -72,7 +72,7 @@ class Scheduler:
         return None
 
     def _abort_output(self, r: Req) -> EngineOutput:
-        r.finished, r.aborted = True, True
+        r.finished = True
         r.finish_reason = {"type": "abort", "message": "request aborted"}
         return self._output(r)
 
