@@ -10,6 +10,11 @@ Reconcile triggers:
 - its children (LeaderWorkerSet, Service, PodDisruptionBudget), selected by a controller owner
   reference to an SGLangDeployment: an edit or a deletion is repaired within seconds, and LWS status
   changes (and autoscaler scales) flow into our status;
+- the pods of its LeaderWorkerSet, selected by our deployment label (render/labels.py puts it on
+  every pod; pods are owned by LWS's StatefulSets, not by us): readiness flips land in status.Ready
+  within seconds (status.py counts ready groups from the pods). kopf filters on the label's
+  presence, so other pods are never handled; a pod event that changes nothing costs reads only
+  (children and status are diffed before any write);
 - the LeaderWorkerSet CRD becoming established: objects waiting for it (Degraded, retrying with
   backoff) are reconciled at once instead of at their next retry;
 - a slow resync of every known object (reconcile/resync.py), a safety net for events missed while
@@ -38,6 +43,7 @@ from .metrics import LEADER
 from .reconcile import resync
 from .reconcile.reconciler import Reconciler
 from .reconcile.retry import Retrier, backoff, run_pass
+from .render.labels import DEPLOYMENT_LABEL
 from .settings import Settings
 
 FIELD_MANAGER = "sglang-operator"
@@ -115,6 +121,11 @@ def deleted(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", when=_owned)
 def child_changed(body: kopf.Body, meta: kopf.Meta, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     memo.retrier.run(namespace, owner_name(meta), body.get("kind", "child"))
+
+
+@kopf.on.event("", "v1", "pods", labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+def pod_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.retrier.run(namespace, labels[DEPLOYMENT_LABEL], "Pod")
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

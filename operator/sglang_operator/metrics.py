@@ -1,6 +1,6 @@
 """Prometheus metrics of the operator itself (served by `sglang-operator run --metrics-port`).
 
-`kind` is the kind of object whose event started a reconcile (SGLangDeployment, LeaderWorkerSet,
+`kind` is the kind of object whose event started a reconcile (SGLangDeployment, LeaderWorkerSet, Pod,
 Service, PodDisruptionBudget, CustomResourceDefinition) or `Resync` for the periodic timer: it tells
 drift repair and status tracking apart from spec changes.
 """

@@ -36,7 +36,7 @@ class SGLangDeploymentStatus(ApiModel):
     replicas: int | None = None
     """Groups that exist."""
     ready_replicas: int | None = None
-    """Groups whose leader is ready."""
+    """Groups whose pods are all Ready (counted from the pods, not from LWS status alone)."""
     desired_replicas: int | None = None
     """Groups wanted now (spec or autoscaler)."""
     selector: str | None = None

@@ -17,12 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..api.autoscaling import KNOWN_QUEUE_METRICS
 from ..api.lws import LWS_NAME_LABEL, LWS_WORKER_INDEX_LABEL
+from ..kube.conditions import pod_ready
 from ..render.engines import SERVER_PORT
-from ..render.labels import selector_string
 
 
-def leader_pod_selector(lws_name: str) -> str:
-    return selector_string({LWS_NAME_LABEL: lws_name, LWS_WORKER_INDEX_LABEL: "0"})
+def leader_pod_selector(lws_name: str) -> dict[str, str]:
+    return {LWS_NAME_LABEL: lws_name, LWS_WORKER_INDEX_LABEL: "0"}
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,7 @@ class Leader:
 
 def _ready(pod: Mapping[str, Any]) -> bool:
     st = pod.get("status") or {}
-    return (not (pod.get("metadata") or {}).get("deletionTimestamp") and st.get("phase") == "Running"
-            and bool(st.get("podIP"))
-            and any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []))
+    return pod_ready(pod) and st.get("phase") == "Running" and bool(st.get("podIP"))
 
 
 def _port(pod: Mapping[str, Any]) -> int:

@@ -68,9 +68,8 @@ class Autoscaler:
         if not a.enabled:
             await self._disabled(parent)
             return self.settings.idle_interval
-        pods = await self._call(self.kube.request, "GET", f"/api/v1/namespaces/{namespace}/pods",
-                                query=[("labelSelector", leader_pod_selector(lws_name(name)))])
-        leaders = ready_leaders(pods.get("items") or [])
+        pods = await self._call(self.kube.list_pods, namespace, leader_pod_selector(lws_name(name)))
+        leaders = ready_leaders(pods)
         values = await scrape(leaders, a.metric, timeout=self.settings.scrape_timeout,
                               concurrency=self.settings.concurrency)
         ok = [v for v in values.values() if v is not None]

@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.lws import LWS_API_VERSION, LWS_KIND, LWS_PLURAL
 from ..api.names import API_VERSION, KIND, PLURAL
-from ..render.labels import lws_name
+from ..render.labels import lws_name, selector_string
 from .errors import ResourceTypeMissing
 
 # apiVersion/kind -> plural, for the kinds we own (no discovery round trips needed).
@@ -115,6 +115,12 @@ class Kube:
             if e.status == 404:
                 return None
             raise
+
+    def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The pods of `namespace` that carry every label of `selector`."""
+        found = self.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                             query=[("labelSelector", selector_string(selector))])
+        return (found or {}).get("items") or []
 
     def apply(self, obj: Mapping[str, Any], *, subresource: str = "") -> dict[str, Any]:
         """Server-side apply as our field manager. force: we are the controller of these objects and

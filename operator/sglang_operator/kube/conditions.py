@@ -28,6 +28,15 @@ def find(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | No
     return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == type_), None)
 
 
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """A pod that is not terminating and whose Ready condition is True (the kubelet sets it once
+    every container passes its readiness probe; the Service sends traffic to such pods only)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
 def of_types(status: Mapping[str, Any] | None, types: tuple[str, ...]) -> list[Mapping[str, Any]]:
     """The stored conditions of the given types: the ones one writer owns."""
     return [c for c in (status or {}).get("conditions") or [] if c.get("type") in types]

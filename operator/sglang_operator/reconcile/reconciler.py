@@ -1,7 +1,7 @@
-"""One reconcile pass: read the SGLangDeployment, render, apply what differs, write status, emit
-events. Every trigger (the object's own events, its children's events, the LWS CRD appearing, the
-resync timer) ends here, so there is one code path to reason about; retry.py decides what a failed
-pass leads to. Passes for the same object are serialised."""
+"""One reconcile pass: read the SGLangDeployment, render, apply what differs, read the LWS's pods,
+write status, emit events. Every trigger (the object's own events, its children's and pods' events,
+the LWS CRD appearing, the resync timer) ends here, so there is one code path to reason about;
+retry.py decides what a failed pass leads to. Passes for the same object are serialised."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from kubernetes.client.exceptions import ApiException
 
-from ..api.lws import LWS_CRD, LWS_KIND, spec_replicas
+from ..api.lws import LWS_CRD, LWS_KIND, LWS_NAME_LABEL, spec_replicas
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
 from ..kube.client import Kube, lws_ref, sgld_ref
@@ -21,6 +21,7 @@ from ..kube.errors import ResourceTypeMissing
 from ..kube.events import WARNING, Event, Poster
 from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
 from ..render import endpoint, render_all
+from ..render.labels import lws_name
 from . import change_events
 from .apply import ApplyRejected, ChildConflict, apply_children
 from .handoff import ReconcilerOwnsReplicas, ReplicaHandoff
@@ -120,7 +121,9 @@ class Reconciler:
         # LWS asks for (the autoscaler's choice: each scale is an LWS event, so it lands here too).
         if desired_replicas is None and lws is not None:
             desired_replicas = spec_replicas(lws)
-        observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem)
+        # Ready groups are counted from the pods (readiness.py); reads only, like the children's.
+        pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) if lws is not None else []
+        observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem, pods)
         status = compute_status(observed, stored, self.clock())
         if changed(stored, status):
             self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,

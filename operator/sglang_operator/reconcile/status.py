@@ -1,20 +1,24 @@
 """SGLangDeployment status as a pure function of what we observed.
 
 Inputs: what the pass observed (the groups it asked for, the endpoint, the live LeaderWorkerSet or
-None, the problem that stopped it, if any) and the previous status (to keep lastTransitionTime
-stable). Output: the status fields we own. The reconciler writes them only when
+None and its pods, the problem that stopped it, if any) and the previous status (to keep
+lastTransitionTime stable). Output: the status fields we own. The reconciler writes them only when
 they differ from what is stored, so an unchanged world costs no write.
+
+Ready groups are counted from the pods (readiness.py), not taken from the LWS's status.readyReplicas,
+which LWS v0.8.0 reports before the pods are Ready.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..api.lws import spec_replicas
 from ..kube.conditions import condition, groups, of_types, with_transition_times
 from ..render import status_selector
 from ..render.labels import deployment_selector, selector_string
+from .readiness import ready_groups
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED)
@@ -42,12 +46,15 @@ class Observed:
     endpoint: str | None
     lws: Mapping[str, Any] | None  # live LeaderWorkerSet
     problem: Problem | None = None
+    pods: Sequence[Mapping[str, Any]] = ()  # the live LWS's pods (its name label)
 
 
-def _lws_counts(lws: Mapping[str, Any]) -> tuple[int, int, int, int]:
+def _counts(lws: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int]:
+    """(wanted, existing, ready, updated) groups. Ready comes from the pods, capped by the groups the
+    LWS reports as existing, so readyReplicas never exceeds replicas."""
     st = lws.get("status") or {}
-    return (spec_replicas(lws), int(st.get("replicas") or 0), int(st.get("readyReplicas") or 0),
-            int(st.get("updatedReplicas") or 0))
+    have = int(st.get("replicas") or 0)
+    return spec_replicas(lws), have, min(ready_groups(lws, pods), have), int(st.get("updatedReplicas") or 0)
 
 
 def conditions(o: Observed) -> list[dict[str, Any]]:
@@ -60,15 +67,15 @@ def conditions(o: Observed) -> list[dict[str, Any]]:
         ready = condition(READY, False, why, msg)
         progressing = condition(PROGRESSING, p is None, why, msg)
     else:
-        want, have, ready_n, updated = _lws_counts(o.lws)
+        want, have, ready_n, updated = _counts(o.lws, o.pods)
         if want == 0:
             ready = condition(READY, False, "ScaledToZero", "No groups are wanted (0 replicas); nothing serves.")
         elif ready_n >= want:
             ready = condition(READY, True, "AllGroupsReady", f"{ready_n}/{want} groups ready; serving at {o.endpoint}.")
         else:
             ready = condition(READY, False, "GroupsNotReady",
-                          f"{ready_n}/{want} groups ready. A group is ready when all its pods run and the leader "
-                          f"passes its readiness probe (weights can take minutes to load); inspect: {pods}")
+                          f"{ready_n}/{want} groups ready. A group is ready when all its pods exist and are Ready "
+                          f"(each passes its readiness probe; weights can take minutes to load); inspect: {pods}")
         if p is not None and not p.retry:
             progressing = condition(PROGRESSING, False, p.reason, "Rollout stopped: " + p.message)
         elif updated < min(have, want):
@@ -94,7 +101,7 @@ def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetim
     if o.generation is not None:
         st["observedGeneration"] = o.generation
     if o.lws is not None:
-        _, have, ready_n, _ = _lws_counts(o.lws)
+        _, have, ready_n, _ = _counts(o.lws, o.pods)
         st.update(replicas=have, readyReplicas=ready_n)
     if o.desired_replicas is not None:
         st["desiredReplicas"] = o.desired_replicas

@@ -63,7 +63,8 @@ class FakeKube:
                     merged[k] = copy.deepcopy(v)
         return self.put(merged)
 
-    def request(self, method: str, path: str, **_: Any) -> Any:
-        if method == "GET" and path.endswith("/pods"):
-            return {"items": copy.deepcopy(self.pods)}
-        raise NotImplementedError(f"{method} {path}")
+    def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The pods given to the constructor (or appended to .pods) that match; a pod without a
+        namespace is in every one."""
+        return [copy.deepcopy(p) for p in self.pods if (p.get("metadata") or {}).get("namespace", namespace) == namespace
+                and selector.items() <= ((p.get("metadata") or {}).get("labels") or {}).items()]

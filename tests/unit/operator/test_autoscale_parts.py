@@ -58,8 +58,8 @@ def test_leaders_are_ready_running_live_pods_with_an_ip():
     assert ready_leaders(pods) == [Leader("a-0", "http://10.0.0.5:30000/metrics"),
                                    Leader("b-0", "http://127.0.0.2:8080/metrics"),
                                    Leader("g-0", "http://[fd00::1]:30000/metrics")]
-    assert leader_pod_selector("llama") == ("leaderworkerset.sigs.k8s.io/name=llama,"
-                                            "leaderworkerset.sigs.k8s.io/worker-index=0")
+    assert leader_pod_selector("llama") == {"leaderworkerset.sigs.k8s.io/name": "llama",
+                                            "leaderworkerset.sigs.k8s.io/worker-index": "0"}
 
 
 @pytest.mark.parametrize("text,metric,want", [

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from sglang_operator.api.lws import LWS_API_VERSION, LWS_KIND
+from sglang_operator.autoscale.scrape import leader_pod_selector
 from sglang_operator.autoscale.state import STATE_ANNOTATION, state_of
 from sglang_operator.autoscale.tick import Autoscaler
 from sglang_operator.kube.client import lws_ref, sgld_ref
@@ -38,7 +39,7 @@ def metrics_server(waiting: float) -> http.server.ThreadingHTTPServer:
 
 
 def leader_pod(i: int, port: int) -> dict:
-    return {"metadata": {"name": f"q-{i}"},
+    return {"metadata": {"name": f"q-{i}", "labels": leader_pod_selector("q")},
             "spec": {"containers": [{"name": "runtime", "ports": [{"name": "http", "containerPort": port}]}]},
             "status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}
 

@@ -1,4 +1,4 @@
-"""status: conditions as a pure function of (spec outcome, LWS status, problem)."""
+"""status: conditions as a pure function of (spec outcome, LWS status and pods, problem)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -7,6 +7,8 @@ import pytest
 
 from sglang_operator.kube.conditions import find as condition
 from sglang_operator.reconcile.status import Observed, Problem, changed, compute_status, conditions
+
+from .lws_pods import group, pod, ready_pods
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 URL = "http://x-api.ns.svc:30000"
@@ -17,9 +19,12 @@ def lws(want: int, have: int = 0, ready: int = 0, updated: int | None = None) ->
             "status": {"replicas": have, "readyReplicas": ready, "updatedReplicas": have if updated is None else updated}}
 
 
-def obs(lws_obj=None, problem=None, desired=None, generation=3, endpoint=URL) -> Observed:
+def obs(lws_obj=None, problem=None, desired=None, generation=3, endpoint=URL, pods=None) -> Observed:
+    """By default the pods agree with the LWS: its readyReplicas groups, every pod Ready."""
     want = desired if desired is not None else (lws_obj or {}).get("spec", {}).get("replicas")
-    return Observed("x", "ns", generation, want, endpoint, lws_obj, problem)
+    if pods is None:
+        pods = ready_pods((lws_obj or {}).get("status", {}).get("readyReplicas", 0))
+    return Observed("x", "ns", generation, want, endpoint, lws_obj, problem, pods)
 
 
 def by_type(o: Observed) -> dict[str, tuple[str, str]]:
@@ -89,3 +94,31 @@ def test_empty_messages_compare_equal_to_omitted_ones():
     mine = compute_status(obs(lws(1, 1, 1)), None, T0)
     stored = {**mine, "conditions": [{k: v for k, v in c.items() if v != ""} for c in mine["conditions"]]}
     assert not changed(stored, mine)
+
+
+def test_ready_follows_the_pods_not_the_lws_alone():
+    # LWS v0.8.0 counts a group ready once its pods exist: the pods say whether they are Ready.
+    not_ready = obs(lws(1, 1, 1), pods=group(0, ready=False))
+    assert by_type(not_ready) == {"Ready": ("False", "GroupsNotReady"), "Progressing": ("True", "WaitingForGroups"),
+                                  "Degraded": ("False", "AsExpected")}
+    st = compute_status(not_ready, None, T0)
+    assert st["readyReplicas"] == 0 and st["replicas"] == 1
+    ready = condition(st, "Ready")
+    assert ready["message"].startswith("0/1 groups ready") and "kubectl -n ns get pods -l sglangfleet.dev/deployment=x" in ready["message"]
+    assert by_type(obs(lws(1, 1, 1), pods=[]))["Ready"] == ("False", "GroupsNotReady")
+    assert by_type(obs(lws(2, 2, 2), pods=ready_pods(1)))["Ready"] == ("False", "GroupsNotReady")
+    assert by_type(obs(lws(1, 1, 1), pods=[pod(0, 0, terminating=True)]))["Ready"] == ("False", "GroupsNotReady")
+
+
+def test_ready_groups_never_exceed_what_the_lws_reports_as_existing():
+    # Pods Ready before the LWS status caught up (or after it under-reports): capped by status.replicas.
+    st = compute_status(obs(lws(3, 2, 0), pods=ready_pods(3)), None, T0)
+    assert st["readyReplicas"] == 2 and st["replicas"] == 2
+    assert condition(st, "Ready")["status"] == "False"
+
+
+def test_multi_pod_groups_need_their_workers():
+    two = {**lws(2, 2, 2), "spec": {"replicas": 2, "leaderWorkerTemplate": {"size": 2}}}
+    assert compute_status(obs(two, pods=ready_pods(2, 2)), None, T0)["readyReplicas"] == 2
+    st = compute_status(obs(two, pods=ready_pods(2)), None, T0)  # leaders only
+    assert st["readyReplicas"] == 0 and condition(st, "Ready")["reason"] == "GroupsNotReady"

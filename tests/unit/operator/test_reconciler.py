@@ -11,6 +11,7 @@ from sglang_operator.reconcile.reconciler import Reconciler
 
 from .cases import REPO, load_example
 from .fake_kube import FakeKube
+from .lws_pods import group, pod
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -53,7 +54,7 @@ def test_first_pass_creates_the_children_and_a_status_then_nothing_is_written():
 
 
 def test_lws_status_flows_into_ours_and_an_edit_is_repaired():
-    kube = FakeKube()
+    kube = FakeKube(pods=group(0, lws="tiny"))
     sgld(kube)
     r, posted = reconciler(kube)
     r.reconcile("ns", "tiny", trigger="SGLangDeployment")
@@ -66,6 +67,37 @@ def test_lws_status_flows_into_ours_and_an_edit_is_repaired():
     assert kube.get(lws_ref("ns", "tiny"))["spec"]["startupPolicy"] == "LeaderCreated"
     assert conditions(kube)["Ready"] == ("True", "AllGroupsReady")
     assert posted[-1].reason == "DriftRepaired"
+
+
+def test_ready_follows_the_pods_even_when_the_lws_says_ready():
+    kube = FakeKube()
+    sgld(kube)
+    r, _ = reconciler(kube)
+    r.reconcile("ns", "tiny", trigger="SGLangDeployment")
+    lws = kube.get(lws_ref("ns", "tiny"))
+    lws["status"] = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}  # what LWS v0.8.0 reports early
+    kube.put(lws)
+    kube.pods = group(0, lws="tiny", ready=False) + group(0, lws="other")  # another set's pods do not count
+    r.reconcile("ns", "tiny", trigger=LWS_KIND)
+    assert conditions(kube)["Ready"] == ("False", "GroupsNotReady")
+    assert kube.get(sgld_ref("ns", "tiny"))["status"]["readyReplicas"] == 0
+
+    writes = len(kube.writes)
+    kube.pods[0] = pod(0, 0, lws="tiny")  # the kubelet marks the leader Ready
+    out = r.reconcile("ns", "tiny", trigger="Pod")
+    assert not out.changes and out.status_written
+    assert kube.writes[writes:] == [("SGLangDeployment", "tiny", "status")]  # status only, no child re-applied
+    assert conditions(kube)["Ready"] == ("True", "AllGroupsReady")
+    assert kube.get(sgld_ref("ns", "tiny"))["status"]["readyReplicas"] == 1
+
+    # A pod event that changes nothing the status shows (another pod, a label) costs no write.
+    kube.pods.append({**pod(5, 0, lws="tiny"), "spec": {"nodeName": "n"}})
+    assert not r.reconcile("ns", "tiny", trigger="Pod").status_written and len(kube.writes) == writes + 1
+
+    kube.pods[0] = pod(0, 0, lws="tiny", ready=False)  # and back
+    r.reconcile("ns", "tiny", trigger="Pod")
+    assert conditions(kube)["Ready"] == ("False", "GroupsNotReady")
+    assert [k for k, _, _ in kube.writes[writes + 1:]] == ["SGLangDeployment"]
 
 
 def test_a_spec_the_renderer_rejects_is_degraded_and_not_retried():
