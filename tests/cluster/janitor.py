@@ -126,10 +126,10 @@ def restore_tables(save: str, restore: str, dump: str) -> None:
     had = {line[1:] for line in dump.splitlines() if line.startswith("*")}
     if dump.strip():
         subprocess.run([restore], input=dump + "\n", text=True, check=False)
+    family = "ip6" if save.startswith("ip6") else "ip"
     for table in {line[1:] for line in now.splitlines() if line.startswith("*")} - had:
-        cmd = save.replace("-save", "")
-        subprocess.run([cmd, "-t", table, "-F"], check=False)
-        subprocess.run([cmd, "-t", table, "-X"], check=False)
+        # iptables-nft can empty a table but not remove it; nft removes it
+        subprocess.run(["nft", "delete", "table", family, table], check=False, capture_output=True)
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the node test bed and `make images` need: containerd, runc and the CNI plugins
-# for the real node, iptables for kube-proxy, buildah and debootstrap to build our images without a
-# daemon or a registry. Installs only what is missing (root, as in CI); quiet when all are there.
+# for the real node, iptables for kube-proxy (nftables so the janitor can remove the tables it
+# creates), buildah and debootstrap to build our images without a daemon or a registry.
+# Installs only what is missing (root, as in CI); quiet when all are there.
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in containerd runc containernetworking-plugins iptables buildah debootstrap; do
+for pkg in containerd runc containernetworking-plugins iptables nftables buildah debootstrap; do
   have "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} = 0 ] && exit 0

@@ -227,7 +227,8 @@ class NodeCluster(ControlPlane):
         # The holder of the mount namespace also holds the pipe: when it dies, the janitor runs.
         self._holder = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sleep", "infinity"],
-            pass_fds=(write_end,), start_new_session=True,
+            pass_fds=(write_end,), start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=None if self.detached else die_with_parent)
         os.close(write_end)
         deadline = time.monotonic() + 10
@@ -535,8 +536,11 @@ oom_score = 0
     # -- kwok GPU nodes ------------------------------------------------------------------------------
     def _start_kwok(self) -> None:
         stage = self.node_bins["kwok"].with_name("stage")
-        configs = [stage / f for f in ("node-fast.yaml", "node-heartbeat-with-lease.yaml", "pod-fast.yaml")]
-        configs = [p for p in configs if p.exists()] or sorted(stage.rglob("*.yaml"))
+        # the module's "fast" stages: nodes Ready at once with a lease heartbeat, pods Ready at once
+        configs = [stage / f for f in ("node/fast/node-initialize.yaml",
+                                       "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+                                       "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml",
+                                       "pod/fast/pod-delete.yaml")]
         self._spawn("kwok", [
             str(self.node_bins["kwok"]), f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
