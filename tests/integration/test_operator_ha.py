@@ -10,6 +10,8 @@ from kubernetes import client
 from tests.support.kube import Api, resource_versions, wait_for_api
 from tests.support.operator import Operator, example
 
+from .pods import create_group, pdb_counted
+
 pytestmark = pytest.mark.cluster
 
 LEASE = ("--lease-duration=4", "--renew-deadline=3", "--retry-period=1")
@@ -29,8 +31,10 @@ def test_two_replicas_one_leader_no_fighting_and_failover(cluster, api_client, n
 
         api.create(example("ha"))
         wait_for_api(lambda: all(api.children("ha").values()) and api.condition("ha", "Ready"), what="convergence")
+        pods = create_group(api, "ha", 0, ready=True)
         api.patch_lws_status("ha", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
         wait_for_api(lambda: api.condition("ha", "Ready")["status"] == "True", what="Ready")
+        pdb_counted(api, "ha", pods)
 
         # Steady state with both running: nothing changes, and only the leader ever reconciled.
         before = resource_versions(api, "ha")

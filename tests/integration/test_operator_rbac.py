@@ -16,6 +16,8 @@ from tests.support.net import free_port
 from tests.support.kube import Api, wait_for_api
 from tests.support.operator import Operator, REPO, example, token_kubeconfig
 
+from .pods import create_group, set_ready
+
 pytestmark = pytest.mark.cluster
 
 CHART = REPO / "charts" / "sglang-operator"
@@ -67,6 +69,11 @@ def test_operator_under_the_charts_service_account(cluster, api_client, namespac
         wait_for_api(lambda: all(admin.children("least").values()), timeout=20, what="children created under the SA")
         wait_for_api(lambda: admin.condition("least", "Ready"), what="status written under the SA")
         wait_for_api(lambda: "Created" in {e["reason"] for e in admin.events("least")}, what="an Event posted under the SA")
+        [pod] = create_group(admin, "least", 0, ready=False)
+        admin.patch_lws_status("least", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
+        wait_for_api(lambda: admin.sgld("least")["status"].get("replicas") == 1, what="the LWS status under the SA")
+        set_ready(admin, pod, True)  # only the pod watch (list/watch pods) can bring this news
+        wait_for_api(lambda: admin.condition("least", "Ready")["status"] == "True", timeout=10, what="pod readiness under the SA")
         admin.core.delete_namespaced_service("least-api", namespace)
         wait_for_api(lambda: admin.service("least-api"), timeout=10, what="drift repair under the SA")
         assert httpx.get(f"http://127.0.0.1:{liveness}/healthz", timeout=5).status_code == 200

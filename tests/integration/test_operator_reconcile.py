@@ -1,8 +1,11 @@
-"""The operator against the real control plane: create/update/delete, status, events, drift repair.
+"""The operator against the real control plane: create/update/delete, status (from the LWS and its
+pods), events, drift repair.
 
 One operator process (all namespaces) serves this module; each test has its own namespace.
 """
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -11,6 +14,8 @@ from sglang_operator.render import render_all
 
 from tests.support.kube import Api, subset, wait_for_api
 from tests.support.operator import Operator, example
+
+from .pods import create_group, set_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -80,7 +85,8 @@ def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster
     cond = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
     assert cond["Ready"] == ("False", "GroupsNotReady") and cond["Degraded"] == ("False", "AsExpected")
 
-    # No pods run here: play the LWS controller and report the group as ready.
+    # No LWS controller nor kubelet here: play them, with a Ready pod and the group reported ready.
+    create_group(api, "st", 0, ready=True)
     api.patch_lws_status("st", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
     wait_for_api(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True")
     st = api.sgld("st")["status"]
@@ -98,9 +104,39 @@ def test_status_and_conditions_follow_the_leaderworkerset(operator, api, cluster
     api.patch_lws_status("st", {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2})
     ready = wait_for_api(lambda: (c := api.condition("st", "Ready")) and c["status"] == "False" and c, what="Ready=False")
     assert ready["reason"] == "GroupsNotReady" and ready["message"].startswith("1/2 groups ready")
+    create_group(api, "st", 1, ready=True)
     api.patch_lws_status("st", {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2})
     wait_for_api(lambda: (api.condition("st", "Ready") or {}).get("status") == "True", what="Ready=True again")
     assert api.sgld("st")["status"]["readyReplicas"] == 2
+
+
+def test_ready_follows_pod_readiness_not_the_lws_status_alone(operator, api):
+    """LWS v0.8.0 reports a group ready once its pods exist; Ready waits for the pods themselves, and
+    each flip of a pod's readiness reaches our status through the pod watch (the resync is 300 s)."""
+    api.create(example("pods"))
+    wait_for_api(lambda: api.condition("pods", "Ready"), what="a status")
+    [leader] = create_group(api, "pods", 0, ready=False)
+    api.patch_lws_status("pods", {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
+
+    def ready_is(want: str, what: str) -> dict:
+        return wait_for_api(lambda: (c := api.condition("pods", "Ready")) and c["status"] == want and c,
+                            timeout=5, what=what)
+
+    # The LWS event has been handled (replicas=1 lands with it) and still nothing is ready.
+    wait_for_api(lambda: api.sgld("pods")["status"].get("replicas") == 1, timeout=5, what="the LWS status")
+    time.sleep(1)
+    cond = api.condition("pods", "Ready")
+    assert (cond["status"], cond["reason"]) == ("False", "GroupsNotReady") and cond["message"].startswith("0/1")
+    assert api.sgld("pods")["status"]["readyReplicas"] == 0
+
+    pod_passes = operator.metric_sum("sglang_operator_reconciles_total", kind="Pod")
+    set_ready(api, leader, True)
+    assert ready_is("True", "Ready=True once the pod is Ready")["reason"] == "AllGroupsReady"
+    assert api.sgld("pods")["status"]["readyReplicas"] == 1
+    set_ready(api, leader, False)
+    assert ready_is("False", "Ready=False once the pod is not Ready")["reason"] == "GroupsNotReady"
+    assert api.sgld("pods")["status"]["readyReplicas"] == 0
+    assert operator.metric_sum("sglang_operator_reconciles_total", kind="Pod") >= pod_passes + 2
 
 
 def test_drift_is_repaired_from_watch_events(operator, api):
