@@ -150,11 +150,11 @@ class ControlPlane:
         print(f"control plane up in {time.monotonic() - t0:.1f}s at {self.server}", file=sys.stderr, flush=True)
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10) -> None:
         for name, proc in reversed(list(self.procs.items())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + grace
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

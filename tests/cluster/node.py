@@ -181,8 +181,9 @@ class NodeCluster(ControlPlane):
         print(f"node test bed up in {time.monotonic() - t0:.1f}s at {self.server}", file=sys.stderr, flush=True)
         return self
 
-    def stop(self) -> None:
-        super().stop()  # every process we started, last first
+    def stop(self, grace: float = 3) -> None:
+        # every process we started, last first; the janitor kills what is left (containers, shims)
+        super().stop(grace)
         if self._holder and self._holder.poll() is None:
             self._holder.kill()
             self._holder.wait()
