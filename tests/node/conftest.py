@@ -14,6 +14,7 @@ import pytest
 
 from tests.cluster.controlplane import REPO
 from tests.cluster.node import NodeCluster
+from tests.support import fleet
 from tests.support.net import free_port
 
 
@@ -52,10 +53,7 @@ def node_ns(node, node_api):
 def tiny_model_on_node(node) -> str:
     """A tiny random-weight checkpoint in the directory the node shares with pods; returns the
     hostPath pods mount."""
-    out = node.share_dir / "models" / "tiny"
-    subprocess.run([sys.executable, "-m", "radix_runtime.tiny_model", "--out", str(out)], check=True, cwd=REPO)
-    for p in [out.parent, out, *out.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    fleet.write_tiny_model(node.share_dir)  # examples/cpu-tiny.yaml's "tiny llama"
     return f"{node.share_pod_path}/models"
 
 
