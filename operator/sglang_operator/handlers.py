@@ -119,6 +119,8 @@ def deleted(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, 
 @kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL, when=_owned)
 @kopf.on.event("", "v1", "services", when=_owned)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", when=_owned)
+@kopf.on.event("apps", "v1", "deployments", when=_owned)  # the router: RouterReady follows its pods
+@kopf.on.event("", "v1", "configmaps", when=_owned)  # the router's worker list
 def child_changed(body: kopf.Body, meta: kopf.Meta, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     memo.retrier.run(namespace, owner_name(meta), body.get("kind", "child"))
 

@@ -29,6 +29,8 @@ PRINTER_COLUMNS = [
     # its message, which says what to do, shows with `-o wide`.
     {"name": "Status", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
      "description": "Reason of the Ready condition"},
+    {"name": "Router", "type": "string", "jsonPath": '.status.conditions[?(@.type=="RouterReady")].reason',
+     "description": "Reason of the RouterReady condition (empty: spec.router is off)"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
      "description": "What the Ready condition says to do next", "priority": 1},

@@ -16,6 +16,7 @@ from .parallelism import ParallelismSpec
 from .probes import ProbesSpec
 from .resources import ResourcesSpec
 from .rollout import RolloutSpec
+from .router import RouterSpec
 from .scheduling import SchedulingSpec
 from .service import ServiceSpec
 from .status import SGLangDeploymentStatus
@@ -65,6 +66,8 @@ class SGLangDeploymentSpec(ApiModel):
     """Node selection, tolerations, affinity, priority."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Rolling update and drain settings."""
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    """The SGLang model gateway (SMG) in front of the groups: cache-aware routing."""
 
 
 class ObjectMeta(ApiModel):

@@ -22,6 +22,8 @@ PLURALS = {
     (LWS_API_VERSION, LWS_KIND): LWS_PLURAL,
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("apps/v1", "Deployment"): "deployments",  # the router (SMG)
+    ("v1", "ConfigMap"): "configmaps",  # the router's worker list
     (API_VERSION, KIND): PLURAL,
 }
 

@@ -49,3 +49,21 @@ def for_degraded(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
         return [Event(NORMAL, "Recovered", f"No longer degraded (was: {before.get('reason')})")]
     return []
 
+
+
+def for_router(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+               workers: list[Mapping[str, str]] | None) -> list[Event]:
+    """The router's Events: its worker list changed (a group became Ready, restarted or went away),
+    RouterReady turned True (Normal) or turned False from True (Warning)."""
+    out: list[Event] = []
+    if workers is not None:
+        out.append(Event(NORMAL, "RouterWorkers", f"The router now lists {len(workers)} worker(s): "
+                         + (", ".join(w["url"] for w in workers) or "none")))
+    if after is None:
+        return out
+    was = (before or {}).get("status")
+    if after.get("status") == "True" and was != "True":
+        out.append(Event(NORMAL, "RouterReady", str(after.get("message"))))
+    elif after.get("status") != "True" and was == "True":
+        out.append(Event(WARNING, "RouterNotReady", f"{after.get('reason')}: {after.get('message')}"))
+    return out

@@ -15,18 +15,19 @@ from kubernetes.client.exceptions import ApiException
 from ..api.lws import LWS_CRD, LWS_KIND, LWS_NAME_LABEL, spec_replicas
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
-from ..kube.client import Kube, lws_ref, sgld_ref
+from ..kube.client import Kube, Ref, lws_ref, sgld_ref
 from ..kube.conditions import find, now
 from ..kube.errors import ResourceTypeMissing
 from ..kube.events import WARNING, Event, Poster
 from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
-from ..render import endpoint, render_all
+from ..render import endpoint, render_all, render_router_workers
 from ..render.labels import lws_name
+from ..render.router import router_name, router_url, worker_records
 from . import change_events
 from .apply import ApplyRejected, ChildConflict, apply_children
 from .handoff import ReconcilerOwnsReplicas, ReplicaHandoff
 from .plan import CREATED, Change, desired_children
-from .status import DEGRADED, Observed, Problem, changed, compute_status
+from .status import DEGRADED, ROUTER_READY, Observed, Problem, RouterObserved, changed, compute_status
 
 log = logging.getLogger("sglang_operator.reconcile")
 
@@ -44,6 +45,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     status_written: bool = False
     skipped: bool = False  # the object is gone or being deleted
+    router_workers: list[dict[str, str]] | None = None  # the router's new worker list, when it changed
 
 
 def invalid_spec(err: InvalidSpec) -> Problem:
@@ -90,7 +92,7 @@ class Reconciler:
         meta, stored = parent["metadata"], parent.get("status") or {}
         out = Outcome()
         lws: Mapping[str, Any] | None = None
-        desired_replicas = url = None
+        desired_replicas = url = spec = None
         try:
             spec = parse_spec(parent.get("spec") or {})
             rendered = render_all(name, namespace, spec)  # everything is rendered before anything is written
@@ -123,7 +125,9 @@ class Reconciler:
             desired_replicas = spec_replicas(lws)
         # Ready groups are counted from the pods (readiness.py); reads only, like the children's.
         pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) if lws is not None else []
-        observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem, pods)
+        router = self._router(namespace, name, meta, spec, pods, out) if out.problem is None else None
+        observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem, pods,
+                            router)
         status = compute_status(observed, stored, self.clock())
         if changed(stored, status):
             self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,
@@ -132,8 +136,25 @@ class Reconciler:
             WRITES.labels(KIND, "status").inc()
             out.status_written = True
         self._emit(parent, change_events.for_changes(out.changes, reconciled_before="observedGeneration" in stored)
-                   + change_events.for_degraded(find(stored, DEGRADED), find(status, DEGRADED) or {}))
+                   + change_events.for_degraded(find(stored, DEGRADED), find(status, DEGRADED) or {})
+                   + change_events.for_router(find(stored, ROUTER_READY), find(status, ROUTER_READY),
+                                              out.router_workers))
         return out
+
+    def _router(self, namespace: str, name: str, meta: Mapping[str, Any], spec: Any, pods: list,
+                out: Outcome) -> RouterObserved | None:
+        """With spec.router on: write its worker list (the Ready leaders) and observe its Deployment."""
+        if spec is None or not spec.router.enabled:
+            return None
+        records = worker_records(pods)
+        workers = render_router_workers(name, namespace, pods)
+        result = apply_children(self.kube, desired_children([workers], meta), meta["uid"])
+        for c in result.changes:
+            WRITES.labels(c.ref.kind, c.action).inc()
+            log.info("%s %s (%d router workers)", c.action, c.ref, len(records))
+            out.router_workers = records
+        deployment = self.kube.get(Ref("apps/v1", "Deployment", namespace, router_name(name)))
+        return RouterObserved(deployment, len(records), router_url(name, namespace, spec))
 
     def _get_lws(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:

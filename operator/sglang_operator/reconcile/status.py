@@ -20,8 +20,8 @@ from ..render import status_selector
 from ..render.labels import deployment_selector, selector_string
 from .readiness import ready_groups
 
-READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+READY, PROGRESSING, DEGRADED, ROUTER_READY = "Ready", "Progressing", "Degraded", "RouterReady"
+RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED, ROUTER_READY)
 # The status fields the reconciler writes, each with no other writer: the autoscaler writes its own
 # (autoscale/report.py), kopf its bookkeeping (status.kopf).
 RECONCILER_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "desiredReplicas", "selector", "endpoint",
@@ -47,6 +47,33 @@ class Observed:
     lws: Mapping[str, Any] | None  # live LeaderWorkerSet
     problem: Problem | None = None
     pods: Sequence[Mapping[str, Any]] = ()  # the live LWS's pods (its name label)
+    router: "RouterObserved | None" = None  # None: spec.router is off
+
+
+@dataclass(frozen=True)
+class RouterObserved:
+    deployment: Mapping[str, Any] | None  # the live router Deployment
+    workers: int  # leaders listed in its worker manifest
+    url: str
+
+
+def router_condition(r: RouterObserved) -> dict[str, Any]:
+    """RouterReady: a router pod is ready and it has workers to send to."""
+    if r.deployment is None:
+        return condition(ROUTER_READY, False, "Creating", "Waiting for the router Deployment to be created.")
+    want = int((r.deployment.get("spec") or {}).get("replicas") or 0)
+    ready = int((r.deployment.get("status") or {}).get("readyReplicas") or 0)
+    if want == 0:
+        return condition(ROUTER_READY, False, "ScaledToZero", "spec.router.replicas is 0; nothing routes.")
+    if r.workers == 0:
+        return condition(ROUTER_READY, False, "NoWorkers",
+                         "No group leader is Ready, so the router has no worker to send to.")
+    if ready == 0:
+        return condition(ROUTER_READY, False, "RouterPodsNotReady",
+                         f"0/{want} router pods ready ({r.workers} workers listed); inspect the "
+                         "router pods' logs and Events.")
+    return condition(ROUTER_READY, True, "Routing", f"{ready}/{want} router pods ready, {r.workers} "
+                                                    f"workers; serving at {r.url}.")
 
 
 def _counts(lws: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int]:
@@ -91,7 +118,8 @@ def conditions(o: Observed) -> list[dict[str, Any]]:
         else:
             progressing = condition(PROGRESSING, False, "Complete", f"All {groups(want)} updated and ready.")
     degraded = condition(DEGRADED, True, p.reason, p.message) if p else condition(DEGRADED, False, "AsExpected", "")
-    return [ready, progressing, degraded]
+    out = [ready, progressing, degraded]
+    return out + [router_condition(o.router)] if o.router is not None else out
 
 
 def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:

@@ -30,6 +30,19 @@ class EngineStats:
     num_retractions_total: int
     last_step_time: float  # time.monotonic() of the last scheduler step (health: "is it alive")
     broken: str | None = None  # why the engine cannot serve at all (a rank of its group is gone)
+    # KV slots held only by radix-cache entries no running request uses: evictable on demand, so
+    # SGLang counts them as available, not used (a worker full of cache is not overloaded).
+    evictable_kv_tokens: int = 0
+
+    @property
+    def used_kv_tokens(self) -> int:
+        """SGLang's num_used_tokens: slots held, minus the evictable cache."""
+        return max(0, round(self.token_usage * self.total_kv_tokens) - self.evictable_kv_tokens)
+
+    @property
+    def used_kv_fraction(self) -> float:
+        """SGLang's token_usage: used_kv_tokens over the pool."""
+        return self.used_kv_tokens / self.total_kv_tokens if self.total_kv_tokens else 0.0
 
 
 class Engine(Protocol):

@@ -25,6 +25,7 @@ from ..core.request import EngineOutput, EngineRequest
 from ..core.validation import check_new_tokens, check_prompt
 from ..executor.model_runner import ModelRunner
 from ..executor.shard import choose_device, load_shard
+from ..grammar.backend import GrammarBackend
 from ..models.loader import eos_token_ids
 from ..parallel.group import current
 from ..scheduler.request import Req
@@ -62,8 +63,12 @@ class RadixEngine:
         if wrap_runner is not None:  # rank 0 of a group: every step goes to all ranks
             self.runner = wrap_runner(self.runner)
         self.group = current()
+        if config.grammar_backend != "xgrammar":
+            raise ValueError(f"--grammar-backend {config.grammar_backend!r}: only xgrammar is supported")
+        self.grammar = GrammarBackend(config.tokenizer_path or config.model_path, self.vocab_size,
+                                      self.eos_token_ids)
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
-                                   config, self.context_length)
+                                   config, self.context_length, self.grammar)
         self._lock = threading.Lock()  # held around each scheduler step and admin call
         self._cv = threading.Condition()
         self._inbox: list[Req] = []
@@ -159,10 +164,13 @@ class RadixEngine:
             raise QueueFullError(f"{self.config.max_queued_requests} requests are waiting already")
         if self._stop:
             raise QueueFullError("the engine is shutting down")
+        sched_req = Req.from_engine(req)
+        if req.sampling.grammar is not None:  # compiled off the loop thread, cached by spec
+            sched_req.grammar = self.grammar.matcher(await self.grammar.compile(req.sampling.grammar))
         q: asyncio.Queue = asyncio.Queue()
         self._streams[req.rid] = (asyncio.get_running_loop(), q)
         with self._cv:
-            self._inbox.append(Req.from_engine(req))
+            self._inbox.append(sched_req)
             self._cv.notify()
         finished = False
         try:
@@ -205,7 +213,7 @@ class RadixEngine:
             computed_prefill_tokens_total=s.computed_prefill_tokens_total,
             generation_tokens_total=s.generation_tokens_total,
             num_retractions_total=s.num_retractions_total, last_step_time=self.last_step_time,
-            broken=self._broken(),
+            broken=self._broken(), evictable_kv_tokens=s.tree.evictable_size,
         )
 
     def _broken(self) -> str | None:

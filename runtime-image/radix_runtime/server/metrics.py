@@ -83,7 +83,11 @@ class _EngineCollector:
         yield gauge("sglang:num_queue_reqs", "Requests waiting (upstream name)", waiting)
         yield gauge("sglang:radix_cache_usage_perc",
                     "Fraction of KV slots held by the radix cache", s.cache_usage if s else 0.0)
-        yield gauge("sglang:token_usage", "Fraction of KV slots in use (running + cached)",
+        yield gauge("sglang:token_usage", "Fraction of KV slots in use, evictable radix-cache "
+                    "entries not counted (SGLang's meaning)", s.used_kv_fraction if s else 0.0)
+        yield gauge("sglang:num_used_tokens", "KV slots in use, evictable cache not counted",
+                    s.used_kv_tokens if s else 0)
+        yield gauge("sglang:kv_held_usage", "Fraction of KV slots held (running + all cache)",
                     s.token_usage if s else 0.0)
         yield gauge("sglang:radix_cache_hit_rate",
                     "Cached / prompt tokens over a window of recent prefill work", hit)

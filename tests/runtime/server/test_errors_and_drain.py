@@ -24,8 +24,8 @@ LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
      "sampling_params.temperature", "valid number"),
     ("/generate", b'{"text": "a", "sampling_params": {"stop": {"x": 1}}}',
      "sampling_params.stop", "valid string"),
-    ("/generate", b'{"text": "a", "sampling_params": {"json_schema": "{}"}}',
-     "sampling_params.json_schema", "not supported"),
+    ("/generate", b'{"text": "a", "sampling_params": {"json_schema": "{nope"}}',
+     "sampling_params.json_schema", "not valid JSON"),
     ("/generate", b'{"text": "' + b"hello " * 2100 + b'"}', "text", "context length"),
     ("/generate", b'{"input_ids": [1, 2], "sampling_params": {"max_new_tokens": 5000}}',
      "sampling_params.max_new_tokens", "context length"),
@@ -113,7 +113,8 @@ def test_disconnect_mid_stream_aborts_and_frees(server):
     time.sleep(0.3)
     assert server.metrics()[key] - before[key] == generated  # nothing runs any more
     after = server.metrics()
-    assert after["sglang:token_usage"] == after["sglang:radix_cache_usage_perc"]  # no KV held
+    assert after["sglang:kv_held_usage"] == after["sglang:radix_cache_usage_perc"]  # no KV held
+    assert after["sglang:token_usage"] == 0  # what the cache holds is evictable, not used
 
 
 def test_flush_cache_refused_while_running(server):
