@@ -22,6 +22,7 @@ import sys
 from radix_runtime.core.config import DTYPE_ALIASES, DTYPES, EngineConfig, ServerConfig
 from radix_runtime.distributed.launcher import (DIST_INIT_PORT, ENV_LOCAL_RANK, placement,
                                                 sglang_argv)
+from radix_runtime.server.tool_calls import PARSERS
 from radix_runtime.version import __version__
 
 # Upstream SGLang flags that change nothing for us, accepted so copied command lines keep working.
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dtype", choices=["auto", *DTYPES, *DTYPE_ALIASES])
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
     m.add_argument("--context-length", type=int)
+
+    c = p.add_argument_group("structured output")
+    c.add_argument("--grammar-backend", choices=["xgrammar"],
+                   help="grammar engine for json_schema / regex / ebnf and forced tool calls")
+    c.add_argument("--tool-call-parser", choices=PARSERS,
+                   help="tool-call format in the model's output (default: from the chat template: "
+                        "hermes for <tool_call> tags, llama3 for <|python_tag|> templates)")
 
     h = p.add_argument_group("http")
     h.add_argument("--host", default=_S.host)

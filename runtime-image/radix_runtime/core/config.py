@@ -28,6 +28,7 @@ class EngineConfig:
     random_seed: int = 0  # --random-seed
     tp_size: int = 1  # --tp-size
     pp_size: int = 1  # --pp-size
+    grammar_backend: str = "xgrammar"  # --grammar-backend (xgrammar is the only one)
 
     def __post_init__(self):
         self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)
@@ -47,3 +48,4 @@ class ServerConfig:
     extend_max_conversations: int = 1024  # --extend-max-conversations
     extend_ttl: float = 3600.0  # --extend-ttl
     hit_rate_window_tokens: int = 1 << 18  # --hit-rate-window-tokens
+    tool_call_parser: str | None = None  # --tool-call-parser (default: from the chat template)

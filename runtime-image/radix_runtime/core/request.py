@@ -4,6 +4,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class GrammarSpec:
+    """A constraint on the output, compiled by the engine's grammar backend (xgrammar).
+
+    kind: "json_schema" (value: the schema as JSON text), "json_object" (any JSON object; value
+    unused), "regex" or "ebnf" (value: the pattern / grammar text). `field` names the request
+    field it came from, for the 400 an invalid one gets. `strict`: JSON Schema's strict mode
+    (properties not listed are not allowed unless the schema says otherwise)."""
+
+    kind: str
+    value: str
+    field: str
+    strict: bool = True
+
+    def key(self) -> tuple:
+        return (self.kind, self.value, self.strict)
+
+
 @dataclass
 class SamplingParams:
     """Resolved sampling parameters (already validated by the server's request models)."""
@@ -25,6 +43,7 @@ class SamplingParams:
     no_stop_trim: bool = False
     logit_bias: dict[int, float] | None = None
     seed: int | None = None  # SGLang's `sampling_seed`
+    grammar: GrammarSpec | None = None  # SGLang's json_schema / regex / ebnf (one per request)
 
 
 @dataclass

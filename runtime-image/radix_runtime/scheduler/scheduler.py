@@ -20,6 +20,7 @@ from ..core.config import EngineConfig
 from ..core.forward_batch import SeqInput
 from ..core.request import EngineOutput
 from ..executor.model_runner import ModelRunner
+from ..grammar.backend import GrammarBackend
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
 from .request import Req
@@ -28,8 +29,9 @@ from .sampling import SampleRow, logprobs_of, sample
 
 class Scheduler:
     def __init__(self, runner: ModelRunner, pool: KVPool, tokenizer: Tokenizer, eos_ids: set[int],
-                 config: EngineConfig, context_length: int):
+                 config: EngineConfig, context_length: int, grammar: GrammarBackend | None = None):
         self.runner, self.pool, self.tok = runner, pool, tokenizer
+        self.grammar = grammar  # masks constrained rows' logits (requests carry their matcher)
         self.alloc = pool.allocator
         self.eos_ids = set(eos_ids)
         self.cfg = config
@@ -254,7 +256,12 @@ class Scheduler:
     def _sample(self, reqs: list[Req], logits: torch.Tensor, outputs: list[EngineOutput]) -> None:
         lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
         raw = logits[lp_rows].clone() if lp_rows else None
-        rows = [SampleRow(r.sampling, r.input_ids, r.output_ids, self._stop_ids(r), r.seed_gen) for r in reqs]
+        if self.grammar is not None:
+            self.grammar.apply_masks(logits, [r.grammar for r in reqs])
+        # a grammar decides when a stop token may come: min_new_tokens does not mask it then
+        rows = [SampleRow(r.sampling, r.input_ids, r.output_ids,
+                          set() if r.grammar is not None else self._stop_ids(r), r.seed_gen)
+                for r in reqs]
         next_ids = sample(logits, rows, self.generator).tolist()
         if lp_rows:
             top_n = max(reqs[j].top_logprobs_num for j in lp_rows)
@@ -290,6 +297,13 @@ class Scheduler:
 
     def _append_token(self, r: Req, t: int, outputs: list[EngineOutput]) -> None:
         p = r.sampling
+        if r.grammar is not None and not self.grammar.accept(r.grammar, t):
+            r.finished = True  # cannot happen with the mask applied; never emit an invalid token
+            r.finish_reason = {"type": "abort", "message": f"token {t} violates the grammar"}
+            self.running.remove(r)
+            self._release(r)
+            outputs.append(self._output(r))
+            return
         r.output_ids.append(t)
         self.generation_tokens_total += 1
         n_out = len(r.output_ids)

@@ -6,6 +6,7 @@ Extras as SGLang serves them: choices carry `matched_stop`, usage carries
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import time
 import uuid
@@ -13,8 +14,8 @@ import uuid
 from aiohttp import web
 
 from radix_runtime.chat_template import ChatTemplateError
-from radix_runtime.core.request import EngineOutput, EngineRequest, SamplingParams
-from radix_runtime.server import engine_calls, schemas
+from radix_runtime.core.request import EngineOutput, EngineRequest, GrammarSpec, SamplingParams
+from radix_runtime.server import engine_calls, schemas, tool_calls
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.http import cache_headers, json_response, parse_body, state_of
 from radix_runtime.server.requests import check_ids, encode, engine_requests, new_rid
@@ -41,7 +42,7 @@ def usage(outs: list[EngineOutput], n: int) -> dict:
             "prompt_tokens_details": {"cached_tokens": sum(o.cached_tokens for o in outs)}}
 
 
-def seed_metrics(outs: list[EngineOutput], ttft: dict[str, float], elapsed: float) -> dict:
+def olla_metrics(outs: list[EngineOutput], ttft: dict[str, float], elapsed: float) -> dict:
     prompt = sum(o.prompt_tokens for o in outs)
     first = min((ttft[o.rid] for o in outs if o.rid in ttft), default=elapsed)
     return {"time_to_first_token_ms": round(first * 1000, 3),
@@ -127,6 +128,51 @@ def _envelope(kind: str, rid: str, model: str, created: int) -> dict:
     return {"id": rid, "object": kind, "created": created, "model": model}
 
 
+# ----------------------------------------------------------------------------- output constraints
+
+
+def grammar(req: schemas._OpenAISampling, forced: GrammarSpec | None = None) -> GrammarSpec | None:
+    """The one constraint on the output: SGLang's regex / json_schema / ebnf extras, OpenAI's
+    response_format, or a forced tool call; a 400 naming the second one given."""
+    specs = [GrammarSpec(kind, getattr(req, kind), kind) for kind in ("json_schema", "regex", "ebnf")
+             if getattr(req, kind) is not None]
+    rf = req.response_format
+    if rf is not None and rf.type == "json_object":
+        specs.append(GrammarSpec("json_object", "", "response_format"))
+    elif rf is not None and rf.type == "json_schema":
+        schema = rf.json_schema.schema_
+        specs.append(GrammarSpec("json_schema", json.dumps(schema, sort_keys=True),
+                                 "response_format.json_schema.schema"))
+    if forced is not None:
+        specs.append(forced)
+    if len(specs) > 1:
+        raise bad_request(f"only one output constraint per request (got {specs[0].field} "
+                          f"and {specs[1].field})", specs[1].field)
+    return specs[0] if specs else None
+
+
+def check_tools(req: schemas.ChatCompletionRequest) -> GrammarSpec | None:
+    """400s for tools and tool_choice that do not fit together; the forced call's grammar."""
+    tools, choice = req.tools or [], req.tool_choice
+    for i, t in enumerate(tools):
+        if t.function.parameters is not None:
+            try:
+                tool_calls.check_schema(t.function.parameters, f"tools.{i}.function.parameters")
+            except tool_calls.SchemaError as e:
+                raise bad_request(e.message, e.field) from None
+    if choice == "required" and not tools:
+        raise bad_request("'required' needs tools", "tool_choice")
+    if isinstance(choice, schemas.NamedToolChoice):
+        names = [t.function.name for t in tools]
+        if choice.function.name not in names:
+            raise bad_request(f"names {choice.function.name!r}, which is not in tools", "tool_choice")
+        field = f"tools.{names.index(choice.function.name)}.function.parameters"
+    else:
+        field = "tools"
+    schema = tool_calls.forced_schema(tools, choice, req.parallel_tool_calls)
+    return None if schema is None else GrammarSpec("json_schema", json.dumps(schema, sort_keys=True), field)
+
+
 # ----------------------------------------------------------------------------- completions
 
 
@@ -149,13 +195,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
     tokenizer = state.require_engine().tokenizer
     prompts = _prompts(state, req.prompt)
     sp = req.sampling(req.max_tokens)
+    spec = grammar(req)
     want_logprobs = req.logprobs is not None
     reqs: list[EngineRequest] = []
     for i, ids in enumerate(prompts):
         reqs += engine_requests(ids, sp, state.limits(),
                                 rid=f"{req.rid}-{i}" if req.rid and len(prompts) > 1 else req.rid,
                                 param="prompt", return_logprob=want_logprobs,
-                                top_logprobs_num=req.logprobs or 0)
+                                top_logprobs_num=req.logprobs or 0, grammar=spec)
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), state.served_model_name
     echo = [tokenizer.decode(ids) if req.echo else "" for ids in prompts]
     n = req.n
@@ -169,7 +216,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     def build(outs, ttft, elapsed):
         choices = [choice(i, o, echo[i // n] + o.text) for i, o in enumerate(outs)]
         return {**_envelope("text_completion", rid, model, created), "choices": choices,
-                "usage": usage(outs, n), "metrics": seed_metrics(outs, ttft, elapsed)}
+                "usage": usage(outs, n), "metrics": olla_metrics(outs, ttft, elapsed)}
 
     deltas = Deltas()
     sent_tokens: dict[int, int] = {}
@@ -202,7 +249,7 @@ def render_chat(state: ServerState, req: schemas.ChatCompletionRequest) -> list[
         text = state.chat_template.render(
             [m.as_template_dict() for m in req.messages],
             add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
-            tools=req.tools, continue_final_message=req.continue_final_message,
+            tools=req.template_tools(), continue_final_message=req.continue_final_message,
             **(req.chat_template_kwargs or {}))
     except ChatTemplateError as e:
         raise bad_request(str(e), "messages") from e
@@ -214,45 +261,74 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     req = await parse_body(request, schemas.ChatCompletionRequest)
     tokenizer = state.require_engine().tokenizer
+    forced = check_tools(req)
+    spec = grammar(req, forced)
     ids = render_chat(state, req)
     top = req.top_logprobs or 0
     if top and not req.logprobs:
         raise bad_request("top_logprobs needs logprobs: true", "top_logprobs")
     reqs = engine_requests(ids, req.sampling(req.max_new_tokens()), state.limits(), rid=req.rid,
-                           param="messages", return_logprob=req.logprobs, top_logprobs_num=top)
+                           param="messages", return_logprob=req.logprobs, top_logprobs_num=top,
+                           grammar=spec)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.served_model_name
     n = req.n
+    use_tools = bool(req.tools) and req.tool_choice != "none"
+
+    def tool_stream() -> tool_calls.ToolStream:
+        return tool_calls.new_stream(state.tool_call_parser(), req.tool_choice, req.tools)
 
     def build(outs, ttft, elapsed):
         choices = []
         for i, o in enumerate(outs):
             reason, matched = finish(o)
+            content, calls = tool_stream().parse(o.text) if use_tools else (o.text, [])
+            if calls:
+                reason = "tool_calls"
             choices.append({"index": i,
-                            "message": {"role": "assistant", "content": o.text,
-                                        "tool_calls": None},
+                            "message": {"role": "assistant", "content": content or None if calls
+                                        else content,
+                                        "tool_calls": [c.openai() for c in calls] or None},
                             "logprobs": chat_logprobs(o, tokenizer) if req.logprobs else None,
                             "finish_reason": reason, "matched_stop": matched})
         return {**_envelope("chat.completion", rid, model, created), "choices": choices,
-                "usage": usage(outs, n), "metrics": seed_metrics(outs, ttft, elapsed)}
+                "usage": usage(outs, n), "metrics": olla_metrics(outs, ttft, elapsed)}
 
     deltas = Deltas()
     sent_tokens: dict[int, int] = {}
+    streams: dict[int, tool_calls.ToolStream] = {}
+    n_calls: dict[int, int] = {}
+
+    def call_deltas(env: dict, i: int, calls: list[tool_calls.ToolCall]):
+        for c in calls:  # one delta per call: its id, name and whole arguments
+            k = n_calls[i] = n_calls.get(i, -1) + 1
+            yield {**env, "choices": [{"index": i, "delta": {"tool_calls": [c.openai(k)]},
+                                       "logprobs": None, "finish_reason": None}]}
 
     def chunk(i: int, out: EngineOutput):
         env = _envelope("chat.completion.chunk", rid, model, created)
         if i not in sent_tokens:
             sent_tokens[i] = 0
+            if use_tools:
+                streams[i] = tool_stream()
             yield {**env, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                        "logprobs": None, "finish_reason": None}]}
-        text = deltas.next(i, out.text)
+        text, calls = deltas.next(i, out.text), []
+        if i in streams:
+            text, calls = streams[i].feed(text)
+            if out.finished:
+                rest, more = streams[i].finish()
+                text, calls = text + rest, calls + more
         start = sent_tokens[i]
         sent_tokens[i] = len(out.output_token_logprobs or [])
         logprobs = chat_logprobs(out, tokenizer, start) if req.logprobs else None
         if text or (logprobs and logprobs["content"]):
             yield {**env, "choices": [{"index": i, "delta": {"content": text},
                                        "logprobs": logprobs, "finish_reason": None}]}
+        yield from call_deltas(env, i, calls)
         if out.finished:
             reason, matched = finish(out)
+            if i in n_calls:
+                reason = "tool_calls"
             yield {**env, "choices": [{"index": i, "delta": {}, "logprobs": None,
                                        "finish_reason": reason, "matched_stop": matched}]}
 

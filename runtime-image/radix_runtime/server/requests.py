@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from radix_runtime.core.errors import InvalidRequestError
-from radix_runtime.core.request import EngineRequest, SamplingParams
+from radix_runtime.core.request import EngineRequest, GrammarSpec, SamplingParams
 from radix_runtime.core.validation import check_new_tokens, check_prompt, check_token_ids
 from radix_runtime.server import schemas
 from radix_runtime.server.errors import bad_request
@@ -44,6 +44,15 @@ def check_ids(ids: list[int], limits: Limits, param: str) -> list[int]:
     return ids
 
 
+def grammar_of(sp: schemas.SamplingParamsBody, param: str) -> GrammarSpec | None:
+    """SGLang's json_schema / regex / ebnf (schemas.py allows one) as the engine's GrammarSpec."""
+    for kind in ("json_schema", "regex", "ebnf"):
+        value = getattr(sp, kind)
+        if value is not None:
+            return GrammarSpec(kind, value, f"{param}.{kind}")
+    return None
+
+
 def engine_sampling(sp: schemas.SamplingParamsBody | None, prompt_len: int, limits: Limits,
                     param: str = "sampling_params") -> SamplingParams:
     sp = sp or schemas.SamplingParamsBody()
@@ -62,16 +71,21 @@ def engine_sampling(sp: schemas.SamplingParamsBody | None, prompt_len: int, limi
         stop_token_ids=list(sp.stop_token_ids or []), ignore_eos=sp.ignore_eos,
         skip_special_tokens=sp.skip_special_tokens,
         spaces_between_special_tokens=sp.spaces_between_special_tokens,
-        no_stop_trim=sp.no_stop_trim, logit_bias=sp.logit_bias_ids(), seed=sp.sampling_seed)
+        no_stop_trim=sp.no_stop_trim, logit_bias=sp.logit_bias_ids(), seed=sp.sampling_seed,
+        grammar=grammar_of(sp, param))
 
 
 def engine_requests(ids: list[int], sp: schemas.SamplingParamsBody | None, limits: Limits, *,
                     rid: str | None, param: str, return_logprob: bool = False,
                     top_logprobs_num: int = 0, logprob_start_len: int = -1,
-                    priority: int | None = None) -> list[EngineRequest]:
-    """One EngineRequest per sample (`n`), rids `rid` or `rid-i` when n > 1."""
+                    priority: int | None = None,
+                    grammar: GrammarSpec | None = None) -> list[EngineRequest]:
+    """One EngineRequest per sample (`n`), rids `rid` or `rid-i` when n > 1. `grammar`: the
+    route's output constraint (OpenAI's response_format / tools), instead of sp's."""
     check_ids(ids, limits, param)
     sampling = engine_sampling(sp, len(ids), limits)
+    if grammar is not None:
+        sampling.grammar = grammar
     n = sp.n if sp else 1
     base = rid or new_rid()
     rids = [base] if n == 1 else [f"{base}-{i}" for i in range(n)]

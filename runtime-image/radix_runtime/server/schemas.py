@@ -7,6 +7,7 @@ lack (a non-default value), never for carrying its default.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -64,8 +65,7 @@ class SamplingParamsBody(_Strict):
     custom_params: dict[str, Any] | None = None  # only read by custom logit processors
     stream_interval: int | None = Field(None, ge=1)
 
-    _no_constrained = field_validator("json_schema", "regex", "ebnf", "structural_tag")(
-        _unsupported("constrained decoding (json_schema/regex/ebnf/structural_tag)"))
+    _no_structural_tag = field_validator("structural_tag")(_unsupported("structural_tag"))
     _no_stop_regex = field_validator("stop_regex")(_unsupported("stop_regex"))
 
     @field_validator("top_k")
@@ -90,6 +90,13 @@ class SamplingParamsBody(_Strict):
                 if not key.lstrip("-").isdigit():
                     raise ValueError(f"keys must be token ids, got {key!r}")
         return v
+
+    @model_validator(mode="after")
+    def _one_constraint(self):
+        given = [k for k in ("json_schema", "regex", "ebnf") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of json_schema, regex and ebnf (got {', '.join(given)})")
+        return self
 
     @model_validator(mode="after")
     def _min_le_max(self):
@@ -183,6 +190,47 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Lenient):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict | bool = Field(True, alias="schema")
+    strict: bool | None = False
+
+
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema", "structural_tag"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.type == "structural_tag":
+            raise ValueError("response_format 'structural_tag' is not supported by radix_runtime")
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a json_schema object ({name, schema, strict})")
+        return self
+
+
+class FunctionDef(_Lenient):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict | bool | None = None
+    strict: bool | None = None
+
+
+class Tool(_Lenient):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(_Lenient):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
 class _OpenAISampling(_Lenient):
     """Fields shared by /v1/completions and /v1/chat/completions, with SGLang's extras."""
 
@@ -213,12 +261,14 @@ class _OpenAISampling(_Lenient):
     rid: str | None = None
     cache_salt: str | None = None
     lora_path: Any = None
+    response_format: ResponseFormat | None = None
 
     _no_salt = field_validator("cache_salt")(_unsupported("cache_salt (cache isolation)"))
     _no_lora = field_validator("lora_path")(_unsupported("LoRA adapters"))
 
     def sampling(self, max_new_tokens: int | None) -> SamplingParamsBody:
-        """As SGLang sampling_params, so one conversion to the engine serves every route."""
+        """As SGLang sampling_params, so one conversion to the engine serves every route (the
+        output constraints are the route's: openai.py's `grammar`)."""
         params = dict(
             max_new_tokens=max_new_tokens, min_new_tokens=self.min_tokens, n=self.n,
             stop=self.stop, stop_token_ids=self.stop_token_ids,
@@ -228,8 +278,7 @@ class _OpenAISampling(_Lenient):
             repetition_penalty=self.repetition_penalty, ignore_eos=self.ignore_eos,
             skip_special_tokens=self.skip_special_tokens,
             spaces_between_special_tokens=self.spaces_between_special_tokens,
-            no_stop_trim=self.no_stop_trim, regex=self.regex, json_schema=self.json_schema,
-            ebnf=self.ebnf, logit_bias=self.logit_bias, sampling_seed=self.seed)
+            no_stop_trim=self.no_stop_trim, logit_bias=self.logit_bias, sampling_seed=self.seed)
         if max_new_tokens is not None and self.min_tokens > max_new_tokens:
             params["min_new_tokens"] = max_new_tokens
         return SamplingParamsBody.model_validate(params)
@@ -281,19 +330,18 @@ class ChatMessage(_Lenient):
         d = self.model_dump(exclude_none=True)
         if isinstance(self.content, list):
             d["content"] = "".join(p.text for p in self.content)
+        d.setdefault("content", "")  # an assistant turn of tool calls only
+        for call in d.get("tool_calls") or []:
+            # OpenAI sends arguments as JSON text; templates (as HF's) expect the object
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                try:
+                    fn["arguments"] = json.loads(fn["arguments"])
+                except json.JSONDecodeError:
+                    pass
         return d
 
 
-class ResponseFormat(_Lenient):
-    type: Literal["text", "json_object", "json_schema", "structural_tag"] = "text"
-
-    @field_validator("type")
-    @classmethod
-    def _text(cls, v):
-        if v != "text":
-            raise ValueError(f"response_format {v!r} (constrained decoding) is not supported by "
-                             "radix_runtime")
-        return v
 
 
 class ChatCompletionRequest(_OpenAISampling):
@@ -302,19 +350,16 @@ class ChatCompletionRequest(_OpenAISampling):
     max_completion_tokens: int | None = Field(None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    response_format: ResponseFormat | None = None
-    tools: list[dict] | None = None
-    tool_choice: str | dict | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     continue_final_message: bool = False
 
-    @field_validator("tool_choice")
-    @classmethod
-    def _tool_choice(cls, v):
-        if v not in (None, "none", "auto"):
-            raise ValueError("forced tool calls are not supported by radix_runtime")
-        return v
+    def template_tools(self) -> list[dict] | None:
+        """The tools as chat templates read them (OpenAI's shape, as plain dicts)."""
+        return [t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None
 
     def max_new_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None \

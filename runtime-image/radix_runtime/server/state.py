@@ -12,6 +12,7 @@ from radix_runtime.server.conversations import ConversationStore
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.metrics import ServerMetrics
 from radix_runtime.server.requests import Limits
+from radix_runtime.server.tool_calls import default_parser
 
 LOADING, READY, DRAINING, FAILED = "loading", "ready", "draining", "failed"
 
@@ -58,6 +59,12 @@ class ServerState:
         if self.phase == FAILED:
             raise APIError(503, f"model failed to load: {self.load_error}")
         raise APIError(503, f"model is still loading ({self.load_message})", retry_after=5)
+
+    def tool_call_parser(self) -> str:
+        """--tool-call-parser, else the format the chat template teaches."""
+        if self.server.tool_call_parser:
+            return self.server.tool_call_parser
+        return default_parser(self.chat_template.source if self.chat_template else None)
 
     def limits(self) -> Limits:
         return Limits(self.require_engine().context_length, self.vocab_size)

@@ -12,7 +12,7 @@ PACKAGE = "radix_runtime"
 LAYERS = [
     ["core", "hf_files", "tokenizer", "chat_template", "version", "tiny_model"],  # shared types
     ["parallel"],  # the process group layers are built for
-    ["cache", "layers", "models"],  # KV pool and radix tree; the model and its loading
+    ["cache", "layers", "models", "grammar"],  # KV pool, radix tree; the model; grammar masks
     ["executor"],  # one forward, on one rank or across the group
     ["scheduler"],
     ["engine"],

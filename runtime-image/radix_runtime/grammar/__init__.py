@@ -1,0 +1,1 @@
+"""Constrained decoding: grammar compilation and token masks (xgrammar)."""
