@@ -166,7 +166,8 @@ class RadixEngine:
             raise QueueFullError("the engine is shutting down")
         sched_req = Req.from_engine(req)
         if req.sampling.grammar is not None:  # compiled off the loop thread, cached by spec
-            sched_req.grammar = self.grammar.matcher(await self.grammar.compile(req.sampling.grammar))
+            spec = req.sampling.grammar
+            sched_req.grammar = self.grammar.matcher(await self.grammar.compile(spec), spec)
         q: asyncio.Queue = asyncio.Queue()
         self._streams[req.rid] = (asyncio.get_running_loop(), q)
         with self._cv:

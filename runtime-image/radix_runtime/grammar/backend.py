@@ -18,6 +18,7 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 import xgrammar as xgr
@@ -33,6 +34,25 @@ def clean_error(e: Exception) -> str:
     """xgrammar's C++ errors without their timestamp and source-location prefix."""
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return _CPP_PREFIX.sub("", lines[0] if lines else type(e).__name__).strip()
+
+
+@dataclass
+class GrammarState:
+    """One request's position in its grammar."""
+
+    matcher: "xgr.GrammarMatcher"
+    is_json: bool  # JSON output: tokens with raw control characters are masked too
+
+
+def control_char_tokens(tokenizer_dir: str) -> list[int]:
+    """Ids whose text holds a control character (< U+0020). JSON allows none unescaped, but
+    xgrammar's string rule lets all but CR/LF through, so JSON rows mask these as well."""
+    from tokenizers import Tokenizer as _HFTokenizer
+
+    tok = _HFTokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
+    special = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+    return [i for i in range(tok.get_vocab_size(with_added_tokens=True))
+            if i not in special and any(ord(c) < 0x20 for c in tok.decode([i], skip_special_tokens=False))]
 
 
 def tokenizer_info(tokenizer_dir: str, vocab_size: int, stop_ids: set[int]) -> "xgr.TokenizerInfo":
@@ -64,6 +84,8 @@ class GrammarBackend:
         self._cache: OrderedDict[tuple, Future] = OrderedDict()
         self._lock = threading.Lock()
         self._mask: torch.Tensor | None = None  # reused [rows, words] int32 bitmask
+        self._control = torch.tensor(control_char_tokens(tokenizer_dir), dtype=torch.long)
+        self._control_on: dict[torch.device, torch.Tensor] = {}
         self.compilations = 0  # distinct specs compiled (cache misses)
 
     # -- compiling --------------------------------------------------------------------------
@@ -119,13 +141,13 @@ class GrammarBackend:
             # the cached future carries the first requester's field name
             raise InvalidRequestError(spec.field, e.message) from None
 
-    def matcher(self, compiled: "xgr.CompiledGrammar") -> "xgr.GrammarMatcher":
-        return xgr.GrammarMatcher(compiled)
+    def matcher(self, compiled: "xgr.CompiledGrammar", spec: GrammarSpec) -> GrammarState:
+        return GrammarState(xgr.GrammarMatcher(compiled), spec.kind in ("json_schema", "json_object"))
 
     # -- decoding ---------------------------------------------------------------------------
     def apply_masks(self, logits: torch.Tensor, matchers: list) -> None:
-        """In place on logits [B, V]: rows whose matcher is not None may only pick tokens their
-        grammar allows next."""
+        """In place on logits [B, V]: rows whose GrammarState is not None may only pick tokens
+        their grammar allows next."""
         rows = [i for i, m in enumerate(matchers) if m is not None]
         if not rows:
             return
@@ -134,12 +156,18 @@ class GrammarBackend:
             self._mask = xgr.allocate_token_bitmask(max(n, 8), self.info.vocab_size)
         mask = self._mask[:n]
         for i in rows:
-            matchers[i].fill_next_token_bitmask(mask, i)
+            matchers[i].matcher.fill_next_token_bitmask(mask, i)
         on_dev = mask if logits.device.type == "cpu" else mask.to(logits.device, non_blocking=True)
         xgr.apply_token_bitmask_inplace(logits, on_dev, vocab_size=min(logits.shape[1], self.info.vocab_size),
                                         indices=rows)
+        json_rows = [i for i in rows if matchers[i].is_json]
+        if json_rows and self._control.numel():
+            ctrl = self._control_on.get(logits.device)
+            if ctrl is None:
+                ctrl = self._control_on[logits.device] = self._control.to(logits.device)
+            logits[torch.tensor(json_rows, device=logits.device)[:, None], ctrl[None, :]] = float("-inf")
 
     @staticmethod
-    def accept(matcher, token: int) -> bool:
+    def accept(state: GrammarState, token: int) -> bool:
         """Advance the grammar by the sampled token; False if the grammar rejects it."""
-        return matcher.is_terminated() or matcher.accept_token(token)
+        return state.matcher.is_terminated() or state.matcher.accept_token(token)

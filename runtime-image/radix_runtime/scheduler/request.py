@@ -51,7 +51,7 @@ class Req:
     input_logprobs: list[tuple[float | None, int]] = field(default_factory=list)
     embedding_out: list[float] | None = None
     seed_gen: torch.Generator | None = None
-    grammar: object = None  # the request's xgrammar GrammarMatcher when its output is constrained
+    grammar: object = None  # grammar.backend.GrammarState when the output is constrained
 
     @classmethod
     def from_engine(cls, r: EngineRequest) -> "Req":
