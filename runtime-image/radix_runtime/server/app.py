@@ -7,6 +7,7 @@ import hmac
 import logging
 import signal
 import time
+import weakref
 from typing import Callable
 
 from aiohttp import web
@@ -53,15 +54,26 @@ async def gate_middleware(request: web.Request, handler):
         given = auth[7:] if auth.startswith("Bearer ") else request.headers.get("X-API-Key", "")
         if not hmac.compare_digest(given.encode(), key.encode()):
             raise APIError(401, "invalid or missing API key (send `Authorization: Bearer KEY`)")
-    if state.phase == DRAINING:
+    kept_alive: weakref.WeakSet = request.app["kept_alive"]
+    if state.phase == DRAINING and request.transport not in kept_alive:
         raise APIError(503, "server is shutting down", retry_after=5)
-    return await handler(request)
+    # A connection that served a request before the drain began is a client's keep-alive
+    # connection: Kubernetes has already taken this pod out of its Service, so such a client is
+    # the only one still sending here. Serve it and close the connection after the answer, so its
+    # next request reconnects through the Service to a pod that is not leaving (a 503 or a reset
+    # here is what a rolling update would show its users).
+    kept_alive.add(request.transport)
+    resp = await handler(request)
+    if state.phase == DRAINING:
+        resp.force_close()
+    return resp
 
 
 def create_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, gate_middleware],
                           client_max_size=64 << 20)
     app["state"] = state
+    app["kept_alive"] = weakref.WeakSet()  # connections that served a request (see gate_middleware)
     for module in (native, openai, health, admin):
         module.add_routes(app)
     return app
@@ -127,10 +139,16 @@ async def serve(server: ServerConfig, config: EngineConfig,
     force = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, force.set)
-    waits = [asyncio.create_task(state.idle.wait()), asyncio.create_task(force.wait())]
-    await asyncio.wait(waits, timeout=server.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
-    for w in waits:
-        w.cancel()
+    deadline = loop.time() + server.shutdown_timeout
+    while not force.is_set():
+        waits = [asyncio.create_task(state.idle.wait()), asyncio.create_task(force.wait())]
+        await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        # a kept-alive client may send once more before it sees its connection close
+        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+        if not state.inflight or loop.time() >= deadline:
+            break
     if state.inflight:
         log.warning("aborting %d request(s) still running", state.inflight)
     await runner.cleanup()  # cancels what still runs, which aborts it in the engine

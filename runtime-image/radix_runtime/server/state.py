@@ -52,8 +52,8 @@ class ServerState:
 
     def require_engine(self) -> Engine:
         """The engine, or the 503 a client should retry on."""
-        if self.phase == READY and self.engine is not None:
-            return self.engine
+        if self.phase in (READY, DRAINING) and self.engine is not None:
+            return self.engine  # while draining, the gate (server/app.py) decides who is still served
         if self.phase == DRAINING:
             raise APIError(503, "server is shutting down", retry_after=5)
         if self.phase == FAILED:

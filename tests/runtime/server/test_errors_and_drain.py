@@ -162,3 +162,24 @@ def test_sigterm_drains_in_flight_requests(launch, tiny_model):
     last = json.loads(events[-2][len("data: "):])
     assert last["meta_info"]["finish_reason"] == {"type": "length", "length": 400}
     assert s.proc.wait(30) == 0
+
+
+def test_drain_serves_kept_alive_clients_and_closes_their_connections(launch, tiny_model):
+    """During a rolling update the pod is already out of its Service when SIGTERM comes; a client
+    that kept its connection from before still sends here. It gets an answer (not a 503, not a
+    reset) that closes the connection, so its next request reconnects elsewhere."""
+    s = launch(tiny_model, "--shutdown-timeout", "60")
+    body = {"input_ids": [1, 2, 3], "sampling_params": {"max_new_tokens": 4, "temperature": 0}}
+    with httpx.Client(timeout=60) as kept, httpx.stream(
+            "POST", s.url + "/generate", timeout=60, json={
+                "input_ids": [1, 2, 3], "stream": True,
+                "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}}) as long:
+        first_event(lines := long.iter_lines())  # keeps the drain waiting
+        assert kept.post(s.url + "/generate", json=body).headers.get("connection") != "close"
+        s.proc.send_signal(15)
+        wait_for(lambda: httpx.get(s.url + "/health").status_code == 503, 10, interval=0.02, what="draining health")
+        late = kept.post(s.url + "/generate", json=body)
+        assert late.status_code == 200 and late.headers.get("connection") == "close"
+        assert httpx.post(s.url + "/generate", json=body).status_code == 503  # a new connection
+        assert [line for line in lines if line.startswith("data: ")][-1] == "data: [DONE]"
+    assert s.proc.wait(30) == 0
