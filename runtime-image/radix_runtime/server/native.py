@@ -52,7 +52,7 @@ def meta_info(out: EngineOutput, latency: float, tokenizer=None, with_text=False
     return info
 
 
-def seed_meta(out: EngineOutput, item: Item, latency: float) -> dict:
+def olla_meta(out: EngineOutput, item: Item, latency: float) -> dict:
     """Olla's SGLang docs' `meta` block (finish reason as a plain string, times in ms)."""
     fr = out.finish_reason
     meta = {"id": out.rid, "rid": item.conversation, "finish_reason": fr["type"] if fr else None,
@@ -68,7 +68,7 @@ def seed_meta(out: EngineOutput, item: Item, latency: float) -> dict:
 def result(out: EngineOutput, item: Item, latency: float, tokenizer) -> dict:
     return {"text": out.text, "output_ids": list(out.output_ids),
             "meta_info": meta_info(out, latency, tokenizer, item.return_text_in_logprobs),
-            "meta": seed_meta(out, item, latency)}
+            "meta": olla_meta(out, item, latency)}
 
 
 # ----------------------------------------------------------------------------- request -> items
