@@ -1,4 +1,5 @@
-"""`python -m bench`: the shared-prefix benchmark, radix cache on vs off, side by side.
+"""`python -m bench`: the shared-prefix benchmark, radix cache on vs off, side by side, then the
+structured-output row (bench/structured.py: output tokens/s with a JSON schema vs unconstrained).
 
 Starts two real servers on the same tiny checkpoint (one with --disable-radix-cache), sends each
 the same workload (G groups x R requests sharing a P-token prefix per group) with streaming
@@ -171,7 +172,12 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
-    return 0
+    print()
+    from bench import structured  # the structured-output row: JSON schema vs unconstrained
+
+    return structured.main(["--threads", str(args.threads), "--hidden-size", str(args.hidden_size),
+                            "--num-layers", str(args.num_layers)]
+                           + (["--model-path", args.model_path] if args.model_path else []))
 
 
 if __name__ == "__main__":
