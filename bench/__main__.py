@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import bench_model
 from tests.support.server import RuntimeServer
 from tests.support.shared_prefix import SharedPrefix, ideal_cached
 
@@ -131,14 +132,7 @@ def table(on: dict, off: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="radix-bench-") as tmp:
-        model = args.model_path
-        if model is None:
-            from radix_runtime.tiny_model import write_tiny_model
-
-            model = write_tiny_model(os.path.join(tmp, "model"), hidden_size=args.hidden_size,
-                                     num_layers=args.num_layers, num_heads=4, num_kv_heads=2,
-                                     intermediate_size=4 * args.hidden_size,
-                                     max_position_embeddings=2048)
+        model = bench_model(args, tmp)
         vocab = json.loads(Path(model, "config.json").read_text())["vocab_size"]
         work = SharedPrefix(args.groups, args.per_group, args.prefix_len, args.suffix_len,
                             vocab_size=vocab)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import bench_model
 from tests.support.server import RuntimeServer
 from tests.support.structured import SCHEMAS, validate
 
@@ -95,12 +96,7 @@ def row(r: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="radix-bench-structured-") as tmp:
-        model = args.model_path
-        if model is None:
-            from radix_runtime.tiny_model import write_tiny_model
-
-            model = write_tiny_model(os.path.join(tmp, "model"), hidden_size=args.hidden_size,
-                                     num_layers=args.num_layers, intermediate_size=4 * args.hidden_size)
+        model = bench_model(args, tmp)
         server = RuntimeServer(model, [], Path(tmp, "server.log"), threads=args.threads).wait_ready()
         try:
             result = measure(server.url, args)
