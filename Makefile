@@ -56,11 +56,16 @@ crds: venv
 	$(PY) -m sglang_operator.api.crd --write crds/
 	$(PY) -m sglang_operator.api.crd --write charts/sglang-operator/crds/
 
-demo: venv cluster-bins
-	@echo "make demo: not yet (lands with the demo issue)"
+# A real fleet on this machine (tests/e2e/demo.py); KEEP=1 leaves it running.
+demo: venv node-bins images
+	@$(PY) -m tests.e2e.demo
 
-bench: venv
+# Benchmarks, not tests: shared-prefix cache on/off and structured output (bench), SMG routing
+# policies (bench.routing), the operator at 1,000 SGLangDeployments on the node bed (bench.operator_scale).
+bench: venv node-bins
 	$(PY) -m bench
+	$(PY) -m bench.routing
+	$(PY) -m bench.operator_scale
 
 dev-cluster: venv cluster-bins node-bins images
 	@$(PY) -m tests.cluster.dev up
