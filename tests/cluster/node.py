@@ -435,6 +435,10 @@ oom_score = 0
             self.images = images
             for short, ref in images.items():
                 wanted[ref] = cache_dir() / "images" / "archives" / f"{short}-{ref.rsplit(':', 1)[1]}.tar"
+        for ref in have - set(wanted):
+            # earlier builds of our images: the store persists, so it would only grow
+            if ref.startswith("localhost/sglang-fleet/") and self.import_images:
+                self.ctr("images", "remove", ref, check=False)
         for ref, archive in wanted.items():
             if ref in have:
                 continue
