@@ -42,6 +42,12 @@ class GrammarState:
 
     matcher: "xgr.GrammarMatcher"
     is_json: bool  # JSON output: tokens with raw control characters are masked too
+    lead: int | None = None  # JSON: the output ends in this UTF-8 lead byte (see _SECOND_BYTE)
+
+
+# UTF-8 leads whose second byte is restricted (no overlongs, no UTF-16 surrogates, <= U+10FFFF):
+# xgrammar lets e.g. ED A0..BF (a surrogate) into JSON strings, which no JSON parser accepts.
+_SECOND_BYTE = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
 
 
 def control_char_tokens(tokenizer_dir: str) -> list[int]:
@@ -79,6 +85,11 @@ class GrammarBackend:
     def __init__(self, tokenizer_dir: str, vocab_size: int, stop_ids: set[int], threads: int = 2):
         self.vocab_size = vocab_size
         self.info = tokenizer_info(tokenizer_dir, vocab_size, set(stop_ids))
+        self._bytes: list[bytes] = list(self.info.decoded_vocab)  # each token's bytes
+        # per restricted UTF-8 lead: the tokens whose first byte is a continuation it forbids
+        self._after_lead = {lead: torch.tensor(
+            [i for i, b in enumerate(self._bytes) if b and 0x80 <= b[0] <= 0xBF and not lo <= b[0] <= hi],
+            dtype=torch.long) for lead, (lo, hi) in _SECOND_BYTE.items()}
         self.compiler = xgr.GrammarCompiler(self.info, max_threads=threads, cache_enabled=False)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="grammar-compile")
         self._cache: OrderedDict[tuple, Future] = OrderedDict()
@@ -166,8 +177,17 @@ class GrammarBackend:
             if ctrl is None:
                 ctrl = self._control_on[logits.device] = self._control.to(logits.device)
             logits[torch.tensor(json_rows, device=logits.device)[:, None], ctrl[None, :]] = float("-inf")
+        for i in json_rows:
+            if matchers[i].lead is not None:
+                logits[i, self._after_lead[matchers[i].lead].to(logits.device)] = float("-inf")
 
-    @staticmethod
-    def accept(state: GrammarState, token: int) -> bool:
+    def accept(self, state: GrammarState, token: int) -> bool:
         """Advance the grammar by the sampled token; False if the grammar rejects it."""
-        return state.matcher.is_terminated() or state.matcher.accept_token(token)
+        if state.matcher.is_terminated():
+            return True
+        if not state.matcher.accept_token(token):
+            return False
+        b = self._bytes[token] if token < len(self._bytes) else b""
+        if b:
+            state.lead = b[-1] if b[-1] in _SECOND_BYTE else None
+        return True

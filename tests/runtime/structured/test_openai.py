@@ -73,15 +73,16 @@ def test_completions_response_format_regex_and_json_object(structured_server):
 def test_forced_tool_calls_validate(structured_server, choice):
     url = structured_server.url
     body = {"messages": [{"role": "user", "content": "weather?"}], "tools": TOOLS, "tool_choice": choice,
-            "max_tokens": 320, "temperature": 1.0, "n": 8}
-    for c in _post(url, "/v1/chat/completions", body)["choices"]:
+            "max_tokens": 600, "temperature": 1.0}
+    seeded = [_post(url, "/v1/chat/completions", {**body, "seed": seed})["choices"][0] for seed in range(8)]
+    for c in seeded:
         assert c["finish_reason"] == "tool_calls" and c["message"]["content"] is None
         assert c["message"]["tool_calls"]
         for call in c["message"]["tool_calls"]:
             validate_call(call)
             if choice != "required":
                 assert call["function"]["name"] == "get_stock"
-    chunks = _stream(url, "/v1/chat/completions", {**body, "n": 1})
+    chunks = _stream(url, "/v1/chat/completions", {**body, "seed": 0})
     calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls") or []]
     assert calls and [tc["index"] for tc in calls] == list(range(len(calls)))
     for tc in calls:
@@ -155,12 +156,12 @@ def test_openai_sdk_parse_helper_and_tools(structured_server):
         order = done.choices[0].message.parsed
         assert isinstance(order, Order) and 1 <= len(order.items) <= 3
     done = client.chat.completions.create(model="tiny", messages=MSG, tools=TOOLS, tool_choice="required",
-                                          max_tokens=320, temperature=1.0)
+                                          max_tokens=600, temperature=1.0, seed=1)
     for call in done.choices[0].message.tool_calls:
         validate_call(call.model_dump())
     stream = client.chat.completions.create(model="tiny", messages=MSG, tools=TOOLS, stream=True,
                                             tool_choice={"type": "function", "function": {"name": "get_weather"}},
-                                            max_tokens=320, temperature=1.0)
+                                            max_tokens=600, temperature=1.0, seed=2)
     calls = [tc for chunk in stream for tc in chunk.choices[0].delta.tool_calls or [] if chunk.choices]
     assert [tc.function.name for tc in calls] == ["get_weather"]
     validate_call(calls[0].model_dump())
