@@ -7,7 +7,8 @@ Reconcile triggers:
 - the SGLangDeployment: create, update (spec/metadata; our own status writes do not trigger it) and
   resume (operator start); our delete handler is optional, so it adds no finalizer (kopf.on.delete:
   requires_finalizer=not optional; garbage collection removes the children);
-- its children (LeaderWorkerSet, Service, PodDisruptionBudget), selected by a controller owner
+- its children (LeaderWorkerSet, Service, PodDisruptionBudget; with spec.router its Deployment and
+  worker ConfigMap), selected by a controller owner
   reference to an SGLangDeployment: an edit or a deletion is repaired within seconds, and LWS status
   changes (and autoscaler scales) flow into our status;
 - the pods of its LeaderWorkerSet, selected by our deployment label (render/labels.py puts it on
@@ -113,7 +114,8 @@ def reconcile(namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any) 
 def deleted(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     memo.retrier.forget(namespace, name)
     memo.reconciler.forget(namespace, name)
-    logger.info("deleted; the LeaderWorkerSet, Service and PodDisruptionBudget go with it (garbage collection)")
+    logger.info("deleted; its children (LeaderWorkerSet, Services, PodDisruptionBudget, router) go with it "
+                "(garbage collection)")
 
 
 @kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL, when=_owned)

@@ -124,6 +124,20 @@ class Kube:
                              query=[("labelSelector", selector_string(selector))])
         return (found or {}).get("items") or []
 
+    def delete(self, ref: Ref, uid: str) -> bool:
+        """Delete `ref` if it is still the object `uid` (a precondition: an object that replaced it
+        under the same name is left alone); its dependents go by garbage collection (background).
+        False when it was already gone or replaced."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+                "preconditions": {"uid": uid}}
+        try:
+            self.request("DELETE", ref.path, body=body, content_type="application/json")
+        except ApiException as e:
+            if e.status in (404, 409):  # 409: the uid precondition failed
+                return False
+            raise
+        return True
+
     def apply(self, obj: Mapping[str, Any], *, subresource: str = "") -> dict[str, Any]:
         """Server-side apply as our field manager. force: we are the controller of these objects and
         take back fields someone changed by hand (that is the drift repair)."""

@@ -6,8 +6,9 @@ event stream.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from ..kube.client import Ref
 from ..kube.events import NORMAL, WARNING, Event
 from .plan import CREATED, REPAIRED, UPDATED, Change
 
@@ -52,13 +53,17 @@ def for_degraded(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
 
 
 def for_router(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
-               workers: list[Mapping[str, str]] | None) -> list[Event]:
+               workers: list[Mapping[str, str]] | None, removed: Sequence[Ref] = ()) -> list[Event]:
     """The router's Events: its worker list changed (a group became Ready, restarted or went away),
-    RouterReady turned True (Normal) or turned False from True (Warning)."""
+    RouterReady turned True (Normal) or turned False from True (Warning), spec.router turned off
+    deleted its objects (Normal)."""
     out: list[Event] = []
     if workers is not None:
         out.append(Event(NORMAL, "RouterWorkers", f"The router now lists {len(workers)} worker(s): "
                          + (", ".join(w["url"] for w in workers) or "none")))
+    if removed:
+        out.append(Event(NORMAL, "RouterRemoved", "spec.router is off: deleted "
+                         + ", ".join(f"{r.kind} {r.name}" for r in removed)))
     if after is None:
         return out
     was = (before or {}).get("status")

@@ -15,19 +15,18 @@ from kubernetes.client.exceptions import ApiException
 from ..api.lws import LWS_CRD, LWS_KIND, LWS_NAME_LABEL, spec_replicas
 from ..api.names import API_VERSION, KIND
 from ..api.validate import InvalidSpec, parse_spec
-from ..kube.client import Kube, Ref, lws_ref, sgld_ref
+from ..kube.client import Kube, lws_ref, sgld_ref
 from ..kube.conditions import find, now
 from ..kube.errors import ResourceTypeMissing
 from ..kube.events import WARNING, Event, Poster
 from ..metrics import DURATION, ERRORS, RECONCILES, WRITES
-from ..render import endpoint, render_all, render_router_workers
+from ..render import endpoint, render_all
 from ..render.labels import lws_name
-from ..render.router import router_name, router_url, worker_records
-from . import change_events
+from . import change_events, router
 from .apply import ApplyRejected, ChildConflict, apply_children
 from .handoff import ReconcilerOwnsReplicas, ReplicaHandoff
 from .plan import CREATED, Change, desired_children
-from .status import DEGRADED, ROUTER_READY, Observed, Problem, RouterObserved, changed, compute_status
+from .status import DEGRADED, ROUTER_READY, Observed, Problem, changed, compute_status
 
 log = logging.getLogger("sglang_operator.reconcile")
 
@@ -125,9 +124,16 @@ class Reconciler:
             desired_replicas = spec_replicas(lws)
         # Ready groups are counted from the pods (readiness.py); reads only, like the children's.
         pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) if lws is not None else []
-        router = self._router(namespace, name, meta, spec, pods, out) if out.problem is None else None
+        routed = router.sync(self.kube, namespace, name, meta, stored, spec, pods if lws is not None else None)
+        out.problem, out.router_workers = out.problem or routed.problem, routed.workers
+        for c in routed.changes:
+            WRITES.labels(c.ref.kind, c.action).inc()
+            log.info("%s %s (%d router workers)", c.action, c.ref, len(routed.workers or []))
+        for ref in routed.removed:
+            WRITES.labels(ref.kind, "deleted").inc()
+            log.info("deleted %s (spec.router is off)", ref)
         observed = Observed(name, namespace, meta.get("generation"), desired_replicas, url, lws, out.problem, pods,
-                            router)
+                            routed.observed)
         status = compute_status(observed, stored, self.clock())
         if changed(stored, status):
             self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,
@@ -135,26 +141,16 @@ class Reconciler:
                             subresource="status")
             WRITES.labels(KIND, "status").inc()
             out.status_written = True
-        self._emit(parent, change_events.for_changes(out.changes, reconciled_before="observedGeneration" in stored)
+        # The router's objects count as recreated only if the router was there before.
+        mine = set(router.router_refs(namespace, name))
+        self._emit(parent, change_events.for_changes([c for c in out.changes if c.ref not in mine],
+                                                     reconciled_before="observedGeneration" in stored)
+                   + change_events.for_changes([c for c in out.changes if c.ref in mine],
+                                               reconciled_before=find(stored, ROUTER_READY) is not None)
                    + change_events.for_degraded(find(stored, DEGRADED), find(status, DEGRADED) or {})
                    + change_events.for_router(find(stored, ROUTER_READY), find(status, ROUTER_READY),
-                                              out.router_workers))
+                                              out.router_workers, routed.removed))
         return out
-
-    def _router(self, namespace: str, name: str, meta: Mapping[str, Any], spec: Any, pods: list,
-                out: Outcome) -> RouterObserved | None:
-        """With spec.router on: write its worker list (the Ready leaders) and observe its Deployment."""
-        if spec is None or not spec.router.enabled:
-            return None
-        records = worker_records(pods)
-        workers = render_router_workers(name, namespace, pods)
-        result = apply_children(self.kube, desired_children([workers], meta), meta["uid"])
-        for c in result.changes:
-            WRITES.labels(c.ref.kind, c.action).inc()
-            log.info("%s %s (%d router workers)", c.action, c.ref, len(records))
-            out.router_workers = records
-        deployment = self.kube.get(Ref("apps/v1", "Deployment", namespace, router_name(name)))
-        return RouterObserved(deployment, len(records), router_url(name, namespace, spec))
 
     def _get_lws(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:

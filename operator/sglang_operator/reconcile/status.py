@@ -47,18 +47,37 @@ class Observed:
     lws: Mapping[str, Any] | None  # live LeaderWorkerSet
     problem: Problem | None = None
     pods: Sequence[Mapping[str, Any]] = ()  # the live LWS's pods (its name label)
-    router: "RouterObserved | None" = None  # None: spec.router is off
+    router: "RouterObserved | RouterLeft | RouterKept | None" = None  # None: spec.router is off (and gone)
 
 
 @dataclass(frozen=True)
 class RouterObserved:
-    deployment: Mapping[str, Any] | None  # the live router Deployment
+    deployment: Mapping[str, Any] | None  # the live router Deployment (None: absent or not ours)
     workers: int  # leaders listed in its worker manifest
-    url: str
+    url: str | None  # None: the spec could not be read this pass
 
 
-def router_condition(r: RouterObserved) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RouterLeft:
+    """spec.router is off but router objects could not be deleted (the pass retries)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class RouterKept:
+    """The pass could not observe the router (the pods are unknown): the stored condition stays."""
+
+    condition: Mapping[str, Any]
+
+
+def router_condition(r: RouterObserved | RouterLeft | RouterKept) -> dict[str, Any]:
     """RouterReady: a router pod is ready and it has workers to send to."""
+    if isinstance(r, RouterKept):
+        return condition(ROUTER_READY, r.condition.get("status") == "True", str(r.condition.get("reason")),
+                         str(r.condition.get("message") or ""))
+    if isinstance(r, RouterLeft):
+        return condition(ROUTER_READY, False, "Removing", r.message)
     if r.deployment is None:
         return condition(ROUTER_READY, False, "Creating", "Waiting for the router Deployment to be created.")
     want = int((r.deployment.get("spec") or {}).get("replicas") or 0)
@@ -72,8 +91,8 @@ def router_condition(r: RouterObserved) -> dict[str, Any]:
         return condition(ROUTER_READY, False, "RouterPodsNotReady",
                          f"0/{want} router pods ready ({r.workers} workers listed); inspect the "
                          "router pods' logs and Events.")
-    return condition(ROUTER_READY, True, "Routing", f"{ready}/{want} router pods ready, {r.workers} "
-                                                    f"workers; serving at {r.url}.")
+    return condition(ROUTER_READY, True, "Routing", f"{ready}/{want} router pods ready, {r.workers} workers"
+                                                    + (f"; serving at {r.url}." if r.url else "."))
 
 
 def _counts(lws: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int]:

@@ -19,6 +19,8 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (kind, name, subresource)
         self.missing_kinds, self.pods, self._rv = missing_kinds, pods or [], 0
+        self.reads: list[Ref] = []
+        self.delete_status: int | None = None  # answer every delete with this HTTP error (403: RBAC)
 
     def _key(self, ref: Ref) -> tuple[str, str, str]:
         if ref.kind in self.missing_kinds:
@@ -35,6 +37,7 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def get(self, ref: Ref) -> dict[str, Any] | None:
+        self.reads.append(ref)
         obj = self.objects.get(self._key(ref))
         return copy.deepcopy(obj) if obj is not None else None
 
@@ -62,6 +65,17 @@ class FakeKube:
                 elif k != "status":
                     merged[k] = copy.deepcopy(v)
         return self.put(merged)
+
+    def delete(self, ref: Ref, uid: str) -> bool:
+        """Kube.delete: False when gone or replaced (uid precondition), no dependents to collect."""
+        if self.delete_status is not None:
+            raise ApiException(status=self.delete_status, reason="Forbidden")
+        live = self.objects.get(self._key(ref))
+        if live is None or live["metadata"]["uid"] != uid:
+            return False
+        self.writes.append((ref.kind, ref.name, "delete"))
+        del self.objects[self._key(ref)]
+        return True
 
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         """The pods given to the constructor (or appended to .pods) that match; a pod without a
