@@ -10,7 +10,7 @@ export SGLANG_FLEET_CACHE := $(CACHE)
 # pytest args, e.g. `make test PYTEST_ARGS="-k radix -x"`
 PYTEST_ARGS ?=
 
-.PHONY: print-cache help venv cluster-bins node-bins images test test-unit crds demo bench dev-cluster dev-cluster-down clean
+.PHONY: print-cache help venv cluster-bins node-deps node-bins images test test-unit crds demo bench dev-cluster dev-cluster-down clean
 
 help:
 	@echo "make test              install everything needed and run the whole suite"
@@ -35,16 +35,21 @@ venv: $(VENV)/.stamp
 cluster-bins:
 	@tests/cluster/build.sh >/dev/null
 
-# The node test bed: Debian packages (root), then kubelet, kube-proxy, LWS, kwok, CoreDNS, pause.
-node-bins: cluster-bins
+# Debian packages for the node test bed and the image builder (root; quiet when installed).
+node-deps:
 	@tests/cluster/node-deps.sh
+
+# The node test bed: the control plane plus kubelet, kube-proxy, LWS, kwok, CoreDNS, pause.
+node-bins: node-deps
 	@tests/cluster/build.sh node >/dev/null
 
 # Our Dockerfiles built with buildah on a locally made Debian base; cached on their inputs.
-images: node-bins
+images: node-deps
 	@tests/cluster/images.sh
 
-test: venv cluster-bins node-bins images
+# The Go builds (CPU) and the image builds (mostly downloads and disk) run side by side.
+test: venv node-deps
+	@$(MAKE) --no-print-directory -j2 node-bins images
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "pytest ran no tests: that is a failure"; exit 1; fi; exit $$rc
 
@@ -67,7 +72,7 @@ bench: venv node-bins
 	$(PY) -m bench.routing
 	$(PY) -m bench.operator_scale
 
-dev-cluster: venv cluster-bins node-bins images
+dev-cluster: venv node-bins images
 	@$(PY) -m tests.cluster.dev up
 
 dev-cluster-down: venv
