@@ -43,6 +43,11 @@ def set_ready(api: Api, pod: str, ready: bool) -> None:
         {"type": "Ready", "status": status}, {"type": "ContainersReady", "status": status}]}})
 
 
+def set_ip(api: Api, pod: str, ip: str) -> None:
+    """The pod IP the kubelet reports once the sandbox is up (the router's worker URL)."""
+    api.core.patch_namespaced_pod_status(pod, api.ns, {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}})
+
+
 def pdb_counted(api: Api, name: str, pods: list[str]) -> None:
     """Wait until the disruption controller has counted `pods` (all Ready) under our PDB, touching
     one (an annotation) each second to make it retry: from then on it writes the PDB's status only

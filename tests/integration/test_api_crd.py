@@ -61,7 +61,7 @@ def test_scale_subresource_drives_dp_and_printer_columns(cluster, api_client, na
     scale = json.loads(cluster.kubectl("get", "--raw", f"/apis/{API_VERSION}/namespaces/{namespace}/sglangdeployments/scaled/scale").stdout)
     assert scale["spec"]["replicas"] == 3 and scale["status"]["selector"] == status["selector"]
     table = kubectl_eventually(cluster, "get", "sgld", "-n", namespace).splitlines()
-    assert table[0].split() == ["NAME", "READY", "REPLICAS", "DESIRED", "QUEUE", "ENGINE", "STATUS", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "REPLICAS", "DESIRED", "QUEUE", "ENGINE", "STATUS", "ROUTER", "AGE"]
     assert table[1].split()[:6] == ["scaled", "1", "1", "3", "7", "radix"]
 
 

@@ -16,7 +16,8 @@ from tests.support.net import free_port
 from tests.support.kube import Api, wait_for_api
 from tests.support.operator import Operator, REPO, example, token_kubeconfig
 
-from .pods import create_group, set_ready
+from .pods import create_group, set_ip, set_ready
+from .router import router_objects, workers
 
 pytestmark = pytest.mark.cluster
 
@@ -76,6 +77,17 @@ def test_operator_under_the_charts_service_account(cluster, api_client, namespac
         wait_for_api(lambda: admin.condition("least", "Ready")["status"] == "True", timeout=10, what="pod readiness under the SA")
         admin.core.delete_namespaced_service("least-api", namespace)
         wait_for_api(lambda: admin.service("least-api"), timeout=10, what="drift repair under the SA")
+        # spec.router: its Deployment, Service and worker ConfigMap created (the Ready leader listed),
+        # and deleted when it is turned off: the role's delete on exactly those kinds.
+        set_ip(admin, pod, "10.2.0.10")
+        admin.patch_sgld("least", {"spec": {"router": {"enabled": True}}})
+        wait_for_api(lambda: all(router_objects(admin, "least").values()), timeout=10, what="the router under the SA")
+        wait_for_api(lambda: workers(admin, "least") == [{"id": admin.core.read_namespaced_pod(pod, namespace).metadata.uid,
+                                                          "url": "http://10.2.0.10:30000"}], what="workers under the SA")
+        admin.patch_sgld("least", {"spec": {"router": {"enabled": False}}})
+        wait_for_api(lambda: not any(router_objects(admin, "least").values()), timeout=10,
+                     what="the router deleted under the SA")
+        assert admin.condition("least", "Degraded")["status"] == "False"
         assert httpx.get(f"http://127.0.0.1:{liveness}/healthz", timeout=5).status_code == 200
 
         # What the role does not grant.
@@ -83,13 +95,19 @@ def test_operator_under_the_charts_service_account(cluster, api_client, namespac
             core, apps = client.CoreV1Api(sa_client), client.AppsV1Api(sa_client)
             custom = client.CustomObjectsApi(sa_client)
             assert forbidden(lambda: core.list_namespaced_secret(namespace))
-            assert forbidden(lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace))
-            assert forbidden(lambda: apps.create_namespaced_deployment(namespace, {
+            assert forbidden(lambda: apps.create_namespaced_stateful_set(namespace, {
                 "metadata": {"name": "nope"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
                     "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+            assert forbidden(lambda: core.create_namespaced_pod(namespace, {
+                "metadata": {"name": "nope"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}))
+            # delete only on the router's kinds (deployments, services, configmaps): not on these
             assert forbidden(lambda: custom.delete_namespaced_custom_object(
                 "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", "least"))
-            assert forbidden(lambda: core.delete_namespaced_service("least-api", namespace))
+            assert forbidden(lambda: client.PolicyV1Api(sa_client).delete_namespaced_pod_disruption_budget(
+                "least", namespace))
+            assert forbidden(lambda: core.delete_namespaced_pod(pod, namespace))
+            assert forbidden(lambda: custom.delete_namespaced_custom_object(
+                "sglangfleet.dev", "v1alpha1", namespace, "sglangdeployments", "least"))
             assert forbidden(lambda: custom.list_namespaced_custom_object(
                 "sglangfleet.dev", "v1alpha1", "default", "sglangdeployments"))  # outside its namespaces
             assert forbidden(lambda: custom.list_cluster_custom_object("sglangfleet.dev", "v1alpha1", "sglangdeployments"))
