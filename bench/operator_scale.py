@@ -73,7 +73,7 @@ def counts(api, ns: str) -> tuple[int, int]:
 
 
 def writes(metrics_url: str) -> float:
-    text = httpx.get(metrics_url, timeout=10).text
+    text = httpx.get(metrics_url, timeout=60).text  # a busy operator answers slowly
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("sglang_operator_api_writes_total"))
 
@@ -119,7 +119,11 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
             rss = peak_rss_mb(op.pid)
         finally:
             op.terminate()
-            op.wait(timeout=30)
+            try:
+                op.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                op.kill()
+                op.wait()
         return {"deployments": n, "kwok_nodes": nodes, "converged_s": t_conv, "ready_s": t_ready,
                 "converged_at_end": conv, "ready_at_end": ready,
                 "operator_peak_rss_mb": round(rss, 1), "quiet_window_s": quiet, "writes_in_quiet_window": quiet_writes}
