@@ -4,7 +4,8 @@
 # OCI archive that the node test bed imports into its containerd (tests/cluster/node.py).
 # Cached keyed on the inputs (Dockerfile, pyproject.toml, the package sources, the base recipe):
 # a second run with nothing changed does nothing. Prints the image names last.
-#   tests/cluster/images.sh [operator|runtime ...]    (default: both)
+#   tests/cluster/images.sh [operator|runtime|previous ...]    (default: all three; previous is the
+#   operator image of PREVIOUS_RELEASE, for the chart upgrade test)
 # Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,18 +97,46 @@ build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.ta
     | xargs -r -n1 sh -c 'CONTAINERS_STORAGE_CONF="$0" buildah rmi "$1" >/dev/null 2>&1 || true' "$dir/storage.conf" || true
 }
 
+# The operator image of the release an upgrade test starts from (PREVIOUS_RELEASE in versions.env):
+# that commit's sources, packaged by today's Dockerfile (the old one pulled its base from a registry).
+build_previous() {
+  local rev name=previous-sglang-operator src image archive t0
+  rev=$(git -C "$repo" rev-parse --short=12 "$PREVIOUS_RELEASE")
+  image="localhost/sglang-fleet/sglang-operator:$rev"
+  archive="$dir/archives/$name-$rev.tar"
+  echo "$image" > "$dir/$name.current"
+  [ -f "$archive" ] && return
+  t0=$(date +%s)
+  log "building $image from release $PREVIOUS_RELEASE's sources (about 1 min)"
+  src=$(mktemp -d "$dir/tmp/src.XXXXXX")
+  git -C "$repo" archive "$PREVIOUS_RELEASE" | tar -x -C "$src"
+  bh bud --pull=never --network host --layers=true -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    -f "$repo/operator/Dockerfile" -t "$image" "$src" >/dev/null
+  rm -rf "$src"
+  bh push -q "$image" "oci-archive:$archive.part:$image"
+  mv "$archive.part" "$archive"
+  log "$image ready in $(( $(date +%s) - t0 ))s"
+}
+
 command -v buildah >/dev/null || { echo "buildah is missing (tests/cluster/node-deps.sh installs it)" >&2; exit 1; }
+# shellcheck source=versions.env
+source "$here/versions.env"
 bh rm --all >/dev/null 2>&1 || true   # working containers left by a killed build
 build_base
-targets=("${@:-operator runtime}")
+targets=("${@:-operator runtime previous}")
 for t in ${targets[*]}; do
   case $t in
+    previous) build_previous ;;
     operator) build_image sglang-operator operator/Dockerfile "about 1 min, 180 MB" ;;
     runtime) build_image radix-runtime runtime-image/Dockerfile \
       "torch with its CUDA libraries: ~6 GB; ~6 min and a 3 GB download the first time, ~2 min after a code change" ;;
-    *) echo "unknown image '$t' (operator, runtime)" >&2; exit 2 ;;
+    *) echo "unknown image '$t' (operator, runtime, previous)" >&2; exit 2 ;;
   esac
 done
 for t in ${targets[*]}; do
-  case $t in operator) cat "$dir/sglang-operator.current" ;; runtime) cat "$dir/radix-runtime.current" ;; esac
+  case $t in
+    operator) cat "$dir/sglang-operator.current" ;; runtime) cat "$dir/radix-runtime.current" ;;
+    previous) cat "$dir/previous-sglang-operator.current" ;;
+  esac
 done
