@@ -101,6 +101,9 @@ build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.ta
 # that commit's sources, packaged by today's Dockerfile (the old one pulled its base from a registry).
 build_previous() {
   local rev name=previous-sglang-operator src image archive t0
+  git -C "$repo" cat-file -e "$PREVIOUS_RELEASE^{commit}" 2>/dev/null || {
+    echo "PREVIOUS_RELEASE $PREVIOUS_RELEASE is not in this clone's history (shallow? git fetch --unshallow)" >&2
+    exit 1; }
   rev=$(git -C "$repo" rev-parse --short=12 "$PREVIOUS_RELEASE")
   image="localhost/sglang-fleet/sglang-operator:$rev"
   archive="$dir/archives/$name-$rev.tar"
