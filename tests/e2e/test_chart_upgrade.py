@@ -64,7 +64,10 @@ def test_upgrade_from_the_previous_release_then_uninstall(bare_bed, tmp_path):
     bed = bare_bed
     old_image = bed.images["previous-sglang-operator"]
     repo, old_tag = old_image.rsplit(":", 1)
-    fleet.helm(bed, "install", RELEASE, str(previous_chart(tmp_path)), "-n", OPERATOR_NS, "--create-namespace",
+    old_chart = previous_chart(tmp_path)
+    # the bed installs today's CRD; a cluster on the previous release has that release's
+    fleet.kubectl(bed, "apply", "--server-side", "--force-conflicts", "-f", str(old_chart / "crds"))
+    fleet.helm(bed, "install", RELEASE, str(old_chart), "-n", OPERATOR_NS, "--create-namespace",
                "--set", f"image.repository={repo}", "--set", f"image.tag={old_tag}", "--wait", "--timeout=180s")
     wait_for(lambda: lease_holder(bed), timeout=90, interval=0.5, what="the previous operator to lead")
 

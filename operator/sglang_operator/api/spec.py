@@ -66,8 +66,8 @@ class SGLangDeploymentSpec(ApiModel):
     """Node selection, tolerations, affinity, priority."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Rolling update and drain settings."""
-    router: RouterSpec = Field(default_factory=RouterSpec)
-    """The SGLang model gateway (SMG) in front of the groups: cache-aware routing."""
+    router: RouterSpec | None = None
+    """The SGLang model gateway (SMG) in front of the groups: cache-aware routing. Unset: no router."""
 
 
 class ObjectMeta(ApiModel):

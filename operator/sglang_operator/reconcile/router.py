@@ -23,7 +23,7 @@ from ..kube.client import Kube, Ref
 from ..kube.conditions import find
 from ..kube.errors import api_error_summary, transient
 from ..render import render_router_workers
-from ..render.router import router_name, router_url, worker_records, workers_configmap_name
+from ..render.router import router_on, router_name, router_url, worker_records, workers_configmap_name
 from .apply import ApplyRejected, ChildConflict, apply_children
 from .plan import Change, desired_children
 from .status import ROUTER_READY, Problem, RouterKept, RouterLeft, RouterObserved
@@ -53,7 +53,7 @@ def sync(kube: Kube, namespace: str, name: str, meta: Mapping[str, Any], stored:
          spec: Any, pods: Sequence[Mapping[str, Any]] | None) -> RouterPass:
     """`spec`: None when it could not be parsed; `pods`: the LWS's pods, None when not read."""
     before = find(stored, ROUTER_READY)
-    on = spec.router.enabled if spec is not None else before is not None
+    on = router_on(spec) if spec is not None else before is not None
     if on:
         return _keep(kube, namespace, name, meta, spec, pods, before)
     if spec is not None and (before is not None or stored.get("observedGeneration") != meta.get("generation")):

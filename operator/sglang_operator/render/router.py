@@ -26,6 +26,12 @@ DISCOVERY_INTERVAL_S = 5
 HEALTH_INTERVAL_S = 5
 
 
+
+def router_on(spec: SGLangDeploymentSpec) -> bool:
+    """spec.router is set and enabled. It has no default in the CRD on purpose: an operator older
+    than the field never sees it in objects that do not ask for a router."""
+    return spec.router is not None and spec.router.enabled
+
 def router_name(name: str) -> str:
     return f"{name}-router"
 
@@ -57,6 +63,7 @@ def router_selector(name: str) -> dict[str, str]:
 def router_args(spec: SGLangDeploymentSpec) -> list[str]:
     """`smg launch` flags: generated ones, then spec.router.extraArgs (argv items, no shell)."""
     r = spec.router
+    assert r is not None  # rendered only when router_on(spec)
     args = [
         "launch", "--host", "0.0.0.0", "--port", str(ROUTER_PORT),
         "--prometheus-host", "0.0.0.0", "--prometheus-port", str(ROUTER_METRICS_PORT),
@@ -75,6 +82,7 @@ def router_args(spec: SGLangDeploymentSpec) -> list[str]:
 
 def render_router_deployment(name: str, namespace: str, spec: SGLangDeploymentSpec) -> dict[str, Any]:
     r = spec.router
+    assert r is not None  # rendered only when router_on(spec)
     resources = {k: dict(sorted(v.items())) for k, v in
                  (("requests", r.resources.requests), ("limits", r.resources.limits)) if v}
     probe = {"httpGet": {"path": "/readiness", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2}
@@ -127,7 +135,7 @@ def render_router_service(name: str, namespace: str, spec: SGLangDeploymentSpec)
 
 def render_router(name: str, namespace: str, spec: SGLangDeploymentSpec) -> list[dict[str, Any]]:
     """The router's Deployment and Service; none when spec.router.enabled is false."""
-    if not spec.router.enabled:
+    if not router_on(spec):
         return []
     return [render_router_deployment(name, namespace, spec), render_router_service(name, namespace, spec)]
 

@@ -56,3 +56,16 @@ def test_router_ready_condition():
     assert router_condition(RouterObserved(dep, 0, "u"))["reason"] == "NoWorkers"
     assert router_condition(RouterObserved(None, 2, "u"))["reason"] == "Creating"
     assert parse_spec(SPEC).router.policy == "cache_aware"
+
+
+def test_the_crd_does_not_default_a_router_into_every_object():
+    """A field with a default appears in every stored object the API server returns; an operator
+    older than the field rejects such specs (its models forbid extra fields), e.g. between the CRD
+    update and the new operator's rollout. So spec.router has no default: unset means no router."""
+    from sglang_operator.api.crd import build_crd
+
+    spec_schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "default" not in spec_schema["properties"]["router"]
+    plain = {k: v for k, v in SPEC.items() if k != "router"}
+    assert parse_spec(plain).router is None
+    assert [o["kind"] for o in render_all("f", "ns", plain)] == ["LeaderWorkerSet", "Service", "PodDisruptionBudget"]
