@@ -435,10 +435,8 @@ oom_score = 0
             self.images = images
             for short, ref in images.items():
                 wanted[ref] = cache_dir() / "images" / "archives" / f"{short}-{ref.rsplit(':', 1)[1]}.tar"
-        for ref in have - set(wanted):
-            # earlier builds of our images: the store persists, so it would only grow
-            if ref.startswith("localhost/sglang-fleet/") and self.import_images:
-                self.ctr("images", "remove", ref, check=False)
+        if self.import_images:
+            self._drop_stale_images(set(wanted))
         for ref, archive in wanted.items():
             if ref in have:
                 continue
@@ -451,6 +449,17 @@ oom_score = 0
             if ref not in self.ctr("images", "list", "-q").stdout.split():
                 raise ControlPlaneError(f"imported {archive} but containerd has no image named {ref}")
             print(f"node bed: imported {ref} in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    def _drop_stale_images(self, wanted: set[str]) -> None:
+        """Earlier builds of our images, and the `sha256:<id>` names the CRI plugin adds for
+        them: the store persists between beds, so without this it grows by an image per build."""
+        rows = [line.split() for line in self.ctr("images", "list").stdout.splitlines()[1:]]
+        digest = {r[0]: r[2] for r in rows if len(r) > 2}
+        keep = {digest[ref] for ref in wanted if ref in digest}
+        for ref, d in digest.items():
+            ours = ref.startswith("localhost/sglang-fleet/") or ref.startswith("sha256:")
+            if ours and d not in keep:
+                self.ctr("images", "remove", ref, check=False)
 
     def _start_kubelet(self) -> None:
         port = free_port(NODE_IP)
