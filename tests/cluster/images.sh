@@ -72,6 +72,17 @@ inputs_key() {  # the image's inputs: its Dockerfile, the packaging files and th
     | sha256sum | cut -c1-12
 }
 
+bud_and_export() {  # dockerfile context image archive
+  # the host's CA bundle, because HTTPS to PyPI is re-signed on our machines; pip's downloads are
+  # kept in the build's cache mount under $dir/tmp between builds
+  bh bud --pull=never --network host --layers=true -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    -f "$1" -t "$3" "$2" >/dev/null
+  log "exporting $3"
+  bh push -q "$3" "oci-archive:$4.part:$3"
+  mv "$4.part" "$4"
+}
+
 build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.tar
   local name=$1 dockerfile=$2 note=$3 key image archive t0
   key=$(inputs_key "$dockerfile")
@@ -81,16 +92,8 @@ build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.ta
   [ -f "$archive" ] && return
   t0=$(date +%s)
   log "building $image from $dockerfile ($note)"
-  # the host's CA bundle, because HTTPS to PyPI is re-signed on our machines; pip's downloads are
-  # kept in the build's cache mount under $dir/tmp between builds
-  bh bud --pull=never --network host --layers=true -q \
-    --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-    -f "$repo/$dockerfile" -t "$image" "$repo" >/dev/null
-  log "exporting $image"
   rm -f "$dir/archives/$name-"*.tar
-  bh push -q "$image" "oci-archive:$archive.part:$image"
-  mv "$archive.part" "$archive"
+  bud_and_export "$repo/$dockerfile" "$repo" "$image" "$archive"
   log "$image ready in $(( $(date +%s) - t0 ))s ($(du -h "$archive" | cut -f1) archive)"
   # older tags of this image are no use; their layers stay shared with the new one where equal
   bh images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/sglang-fleet/$name:" | grep -v ":$key$" \
@@ -113,12 +116,8 @@ build_previous() {
   log "building $image from release $PREVIOUS_RELEASE's sources (about 1 min)"
   src=$(mktemp -d "$dir/tmp/src.XXXXXX")
   git -C "$repo" archive "$PREVIOUS_RELEASE" | tar -x -C "$src"
-  bh bud --pull=never --network host --layers=true -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-    -f "$repo/operator/Dockerfile" -t "$image" "$src" >/dev/null
+  bud_and_export "$repo/operator/Dockerfile" "$src" "$image" "$archive"
   rm -rf "$src"
-  bh push -q "$image" "oci-archive:$archive.part:$image"
-  mv "$archive.part" "$archive"
   log "$image ready in $(( $(date +%s) - t0 ))s"
 }
 
