@@ -39,8 +39,10 @@ def write_counts(api_client) -> dict[tuple, float]:
         for s in fam.samples:
             if s.name == "apiserver_request_total" and s.labels.get("verb") in WRITE_VERBS \
                     and s.labels.get("resource") in OPERATOR_RESOURCES:
+                # Summed: one key has a series per API group and version (core/v1 and events.k8s.io/v1
+                # Events), and the order of series in a scrape is not stable.
                 key = (s.labels["verb"], s.labels["resource"], s.labels.get("subresource", ""), s.labels.get("code"))
-                out[key] = s.value
+                out[key] = out.get(key, 0.0) + s.value
     return out
 
 
