@@ -28,14 +28,20 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
         finished = False
         async with aclosing(engine.generate(req)) as outputs:
             first = True
+            last_time, last_tokens = arrival, 0
             try:
                 async for out in outputs:
+                    now = time.monotonic()
                     if first:
                         first = False
-                        elapsed = time.monotonic() - arrival
+                        elapsed = now - arrival
                         state.metrics.observe_prefill(out.prompt_tokens, out.cached_tokens, elapsed)
                         if ttft is not None:
                             ttft[req.rid] = elapsed
+                        last_time, last_tokens = now, out.completion_tokens
+                    elif out.completion_tokens > last_tokens:  # gaps after the first token
+                        state.metrics.observe_tokens(now - last_time, out.completion_tokens - last_tokens)
+                        last_time, last_tokens = now, out.completion_tokens
                     if out.finished:
                         finished = True
                         state.metrics.observe_finish(time.monotonic() - arrival)

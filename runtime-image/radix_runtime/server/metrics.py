@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from prometheus_client import (CollectorRegistry, Histogram, disable_created_metrics,
-                               generate_latest)
+from prometheus_client import (CollectorRegistry, Histogram, ProcessCollector,
+                               disable_created_metrics, generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from radix_runtime.core.protocol import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+_ITL_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+                0.5, 1, 2.5)
 
 
 class HitRateWindow:
@@ -117,6 +119,8 @@ class ServerMetrics:
         self.hit_window = HitRateWindow(window_tokens)
         labels = {"model_name": model_name}
         self.registry.register(_EngineCollector(stats, self.hit_window, labels))
+        # process_start_time_seconds: a new value means a new leader process (a group restart)
+        ProcessCollector(registry=self.registry)
         self.ttft = Histogram("sglang:time_to_first_token_seconds", "Time to first token",
                               ["model_name"], buckets=_LATENCY_BUCKETS,
                               registry=self.registry).labels(model_name)
@@ -126,10 +130,19 @@ class ServerMetrics:
         self.e2e = Histogram("sglang:e2e_request_latency_seconds",
                              "End-to-end request time (upstream name)", ["model_name"],
                              buckets=_LATENCY_BUCKETS, registry=self.registry).labels(model_name)
+        self.itl = Histogram("sglang:inter_token_latency_seconds",
+                             "Time between output tokens (upstream name)", ["model_name"],
+                             buckets=_ITL_BUCKETS, registry=self.registry).labels(model_name)
 
     def observe_prefill(self, prompt_tokens: int, cached_tokens: int, ttft: float) -> None:
         self.hit_window.add(prompt_tokens, cached_tokens)
         self.ttft.observe(ttft)
+
+    def observe_tokens(self, seconds: float, new_tokens: int) -> None:
+        """`new_tokens` output tokens arrived `seconds` after the previous ones: one observation of
+        the mean gap per token, as upstream SGLang counts them."""
+        for _ in range(new_tokens):
+            self.itl.observe(seconds / new_tokens)
 
     def observe_finish(self, seconds: float) -> None:
         self.duration.observe(seconds)

@@ -38,3 +38,15 @@ def test_two_servers_in_one_process_have_separate_registries():
                  'sglang:request_duration_seconds_count{model_name="a"} 1.0']:
         assert line in text, line
     assert 'model_name="a"' not in b.render().decode()
+
+
+def test_inter_token_latency_counts_each_token_and_process_start_time_is_exported():
+    m = ServerMetrics("a", lambda: None)
+    m.observe_tokens(0.03, 3)  # three tokens in one step: three observations of 10 ms
+    m.observe_tokens(0.02, 1)
+    text = m.render().decode()
+    for line in ['sglang:inter_token_latency_seconds_count{model_name="a"} 4.0',
+                 'sglang:inter_token_latency_seconds_bucket{le="0.01",model_name="a"} 3.0',
+                 'sglang:inter_token_latency_seconds_bucket{le="0.02",model_name="a"} 4.0']:
+        assert line in text, line
+    assert "\nprocess_start_time_seconds " in text  # a new value per process: group restarts
