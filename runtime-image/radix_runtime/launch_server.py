@@ -31,6 +31,11 @@ _NO_OP_FLAGS = ("--trust-remote-code", "--enable-metrics", "--disable-cuda-graph
 
 _S = ServerConfig  # the server flags' defaults
 
+# The API key's environment variable: the name SGLang clients use for a server's key. Upstream
+# SGLang itself takes the key only as --api-key; an env var keeps it out of argv (/proc/PID/cmdline,
+# `ps`), which a Kubernetes Secret (env valueFrom.secretKeyRef) fills.
+API_KEY_ENV = "SGLANG_API_KEY"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -65,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--host", default=_S.host)
     h.add_argument("--port", type=int, default=_S.port)
     h.add_argument("--api-key", help="require `Authorization: Bearer KEY` (health and metrics "
-                                     "stay open)")
+                                     f"stay open; default: ${API_KEY_ENV}, which keeps the key "
+                                     "out of the process list)")
     h.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
     h.add_argument("--log-requests", action="store_true", help="log every HTTP request")
@@ -143,6 +149,8 @@ def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namesp
         placement(args, env)
     except ValueError as e:
         parser.error(str(e))
+    if args.api_key is None:
+        args.api_key = env.get(API_KEY_ENV) or None  # an empty variable means no key
     return args
 
 

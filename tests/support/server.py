@@ -18,12 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 class RuntimeServer:
     def __init__(self, model: Path | str, flags: tuple[str, ...] | list[str], log_path: Path,
-                 threads: int = 1):
+                 threads: int = 1, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "radix_runtime.launch_server", "--model-path", str(model),
              "--host", "127.0.0.1", "--port", str(self.port), *flags],

@@ -1,7 +1,9 @@
 """Bad input, auth, overload, disconnects and shutdown on real servers: the right status and the
 `{"error": {"message": ...}}` shape, never a 500."""
+import secrets
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,6 +93,29 @@ def test_api_key(launch, tiny_model):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0).models.list()
     assert s.stop() == 0
+
+
+def test_api_key_from_the_environment_stays_out_of_argv_logs_and_server_info(launch, tiny_model):
+    """What a Secret-backed env var (spec.apiKeySecret) gives the pod: SGLANG_API_KEY is the key,
+    and it shows in neither the process list, the log (debug level, every request logged) nor
+    /server_info; probes and the autoscaler's scrape need no key."""
+    key = "k-" + secrets.token_hex(16)
+    s = launch(tiny_model, "--log-level", "debug", "--log-requests", env={"SGLANG_API_KEY": key})
+    body = {"text": "hi", "sampling_params": {"max_new_tokens": 1}}
+    assert httpx.post(s.url + "/generate", json=body).status_code == 401
+    assert httpx.get(s.url + "/server_info").status_code == 401
+    auth = {"Authorization": f"Bearer {key}"}
+    assert httpx.post(s.url + "/generate", json=body, headers=auth).status_code == 200
+    for path in ("/server_info", "/get_server_info"):
+        r = httpx.get(s.url + path, headers=auth)
+        assert r.status_code == 200 and key not in r.text and "api_key" not in r.json()
+    for open_path in ("/health", "/health_generate", "/metrics"):
+        assert httpx.get(s.url + open_path, timeout=30).status_code == 200
+    cmdline = Path(f"/proc/{s.proc.pid}/cmdline").read_bytes()
+    assert b"radix_runtime.launch_server" in cmdline and key.encode() not in cmdline
+    assert s.stop() == 0
+    log = s.log_path.read_text(errors="replace")
+    assert "POST /generate" in log and key not in log
 
 
 def first_event(lines) -> str:

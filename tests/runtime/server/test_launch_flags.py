@@ -35,3 +35,11 @@ def test_bad_command_lines_fail_clearly(argv, needle, capsys):
         parse_args(argv)
     assert info.value.code == 2
     assert needle in capsys.readouterr().err
+
+
+def test_api_key_comes_from_sglang_api_key_unless_the_flag_is_given():
+    assert parse_args(["--model-path", "/m"], env={"SGLANG_API_KEY": "from-env"}).api_key == "from-env"
+    assert parse_args(["--model-path", "/m", "--api-key", "flag"],
+                      env={"SGLANG_API_KEY": "from-env"}).api_key == "flag"
+    assert parse_args(["--model-path", "/m"], env={"SGLANG_API_KEY": ""}).api_key is None
+    assert parse_args(["--model-path", "/m"], env={}).api_key is None
