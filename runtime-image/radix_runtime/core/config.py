@@ -29,6 +29,16 @@ class EngineConfig:
     tp_size: int = 1  # --tp-size
     pp_size: int = 1  # --pp-size
     grammar_backend: str = "xgrammar"  # --grammar-backend (xgrammar is the only one)
+    # speculative decoding (core/spec_config.py resolves and checks these; docs/speculative-decoding.md)
+    speculative_algorithm: str | None = None  # --speculative-algorithm: STANDALONE|NGRAM
+    speculative_draft_model_path: str | None = None  # --speculative-draft-model-path
+    speculative_num_steps: int | None = None  # --speculative-num-steps
+    speculative_eagle_topk: int | None = None  # --speculative-eagle-topk (1: a chain)
+    speculative_num_draft_tokens: int | None = None  # --speculative-num-draft-tokens
+    speculative_ngram_min_match_window_size: int = 1  # --speculative-ngram-min-match-window-size
+    speculative_ngram_max_match_window_size: int = 12  # --speculative-ngram-max-match-window-size
+    speculative_accept_threshold_single: float = 1.0  # --speculative-accept-threshold-single
+    speculative_accept_threshold_acc: float = 1.0  # --speculative-accept-threshold-acc
 
     def __post_init__(self):
         self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)

@@ -33,6 +33,12 @@ class EngineStats:
     # KV slots held only by radix-cache entries no running request uses: evictable on demand, so
     # SGLang counts them as available, not used (a worker full of cache is not overloaded).
     evictable_kv_tokens: int = 0
+    # speculative decoding (docs/speculative-decoding.md): None when off
+    speculative_algorithm: str | None = None
+    forward_passes_total: int = 0  # target-model forwards (steps)
+    spec_drafts_total: int = 0  # verify rounds that had drafts (one per request and step)
+    spec_draft_tokens_total: int = 0  # tokens proposed
+    spec_accepted_tokens_total: int = 0  # of those, accepted by the target
 
     @property
     def used_kv_tokens(self) -> int:

@@ -24,12 +24,14 @@ from ..core.protocol import EngineStats
 from ..core.request import EngineOutput, EngineRequest
 from ..core.validation import check_new_tokens, check_prompt
 from ..executor.model_runner import ModelRunner
-from ..executor.shard import choose_device, load_shard
+from ..core.spec_config import NGRAM, SpecSettings, resolve_speculative
+from ..executor.shard import choose_device, load_draft, load_shard
 from ..grammar.backend import GrammarBackend
 from ..models.loader import eos_token_ids
 from ..parallel.group import current
 from ..scheduler.request import Req
 from ..scheduler.scheduler import Scheduler
+from ..scheduler.speculative import DraftModelProposer, NgramProposer
 from ..tokenizer import Tokenizer
 
 log = logging.getLogger("radix_runtime.engine")
@@ -49,6 +51,7 @@ class RadixEngine:
         self.device = choose_device(config.device)
         if config.page_size != 1:
             raise ValueError("only --page-size 1 is supported")
+        self.spec = resolve_speculative(config)  # flag errors before the model loads
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
         torch.manual_seed(config.random_seed)
         model, hf_config, self.dtype, self.pool = load_shard(config, self.device)
@@ -68,7 +71,8 @@ class RadixEngine:
         self.grammar = GrammarBackend(config.tokenizer_path or config.model_path, self.vocab_size,
                                       self.eos_token_ids)
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
-                                   config, self.context_length, self.grammar)
+                                   config, self.context_length, self.grammar,
+                                   spec=self._proposer(self.spec))
         self._lock = threading.Lock()  # held around each scheduler step and admin call
         self._cv = threading.Condition()
         self._inbox: list[Req] = []
@@ -79,6 +83,16 @@ class RadixEngine:
         self._last_gen = 0
         self._thread = threading.Thread(target=self._loop, name="radix-engine", daemon=True)
         self._thread.start()
+
+    def _proposer(self, spec: SpecSettings | None):
+        """The speculative-decoding proposer (scheduler/speculative.py) the flags ask for."""
+        if spec is None:
+            return None
+        if spec.algorithm == NGRAM:
+            return NgramProposer(spec.num_drafts, spec.ngram_min_window, spec.ngram_max_window)
+        draft, pool = load_draft(spec.draft_model_path, self.config, self.device, self.pool.size,
+                                 self.context_length, self.vocab_size)
+        return DraftModelProposer(ModelRunner(draft, pool, self.device), spec.num_drafts)
 
     # -- the loop thread ------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -215,6 +229,10 @@ class RadixEngine:
             generation_tokens_total=s.generation_tokens_total,
             num_retractions_total=s.num_retractions_total, last_step_time=self.last_step_time,
             broken=self._broken(), evictable_kv_tokens=s.tree.evictable_size,
+            speculative_algorithm=self.spec.algorithm if self.spec else None,
+            forward_passes_total=s.forward_passes_total, spec_drafts_total=s.spec_drafts_total,
+            spec_draft_tokens_total=s.spec_draft_tokens_total,
+            spec_accepted_tokens_total=s.spec_accepted_tokens_total,
         )
 
     def _broken(self) -> str | None:

@@ -60,3 +60,18 @@ def load_shard(config: EngineConfig, device: torch.device):
     attn = model.attention_layers()
     pool = KVPool(size, len(attn), attn[0].kvh, attn[0].d, dtype, device)
     return model, hf_config, dtype, pool
+
+
+def load_draft(path: str, config: EngineConfig, device: torch.device, pool_size: int,
+               context_length: int, vocab_size: int):
+    """STANDALONE speculative decoding's draft model and its KV pool -> (model, pool). The pool
+    has the target's size and slot numbering: slot s holds the draft's K/V of the same token as
+    the target's slot s, so the page tables (and the radix tree's slots) serve both models."""
+    hf_config = model_config(path)
+    if hf_config["vocab_size"] != vocab_size:
+        raise ValueError(f"--speculative-draft-model-path {path}: vocab_size {hf_config['vocab_size']} "
+                         f"differs from the target's {vocab_size} (the draft must share its tokenizer)")
+    dtype = resolve_dtype(config.dtype, hf_config, device)
+    model = load_model(path, hf_config, dtype, device, context_length)
+    attn = model.attention_layers()
+    return model, KVPool(pool_size, len(attn), attn[0].kvh, attn[0].d, dtype, device)

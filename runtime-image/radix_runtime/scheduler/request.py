@@ -52,6 +52,10 @@ class Req:
     embedding_out: list[float] | None = None
     seed_gen: torch.Generator | None = None
     grammar: object = None  # grammar.backend.GrammarState when the output is constrained
+    # speculative decoding, this step only: draft tokens to verify (their KV slots follow the
+    # decode slot in kv_slots) and, for NGRAM, the proposal itself (scheduler/speculative.py)
+    spec_k: int = 0
+    spec_draft: list[int] | None = None
 
     @classmethod
     def from_engine(cls, r: EngineRequest) -> "Req":

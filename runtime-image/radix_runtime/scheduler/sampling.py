@@ -59,7 +59,23 @@ def sample(logits: torch.Tensor, rows: list[SampleRow], generator: torch.Generat
     idx = (~greedy).nonzero().flatten()
     sub = [rows[i] for i in idx.tolist()]
     dev = logits.device
-    x = logits[idx.to(dev)]
+    probs_sorted, order = _filtered_sorted(logits[idx.to(dev)], sub)
+    vocab = probs_sorted.shape[1]
+    cdf = probs_sorted.cumsum(-1)
+    u = torch.rand(len(sub), generator=generator)  # one draw for all unseeded rows
+    for j, r in enumerate(sub):
+        if r.generator is not None:
+            u[j] = torch.rand(1, generator=r.generator).item()
+    u = u.to(dev) * cdf[:, -1]
+    pick = torch.searchsorted(cdf, u[:, None]).clamp_(max=vocab - 1)
+    out[idx] = order.gather(1, pick).flatten().cpu()
+    return out
+
+
+def _filtered_sorted(x: torch.Tensor, sub: list[SampleRow]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temperature, top_k, top_p, min_p on penalized logits x [B, V] -> (the kept probabilities,
+    not renormalized, sorted descending; the vocabulary order they are sorted in)."""
+    dev = x.device
     temp = torch.tensor([r.params.temperature for r in sub], device=dev)
     probs = torch.softmax(x / temp[:, None], dim=-1)
     probs_sorted, order = probs.sort(dim=-1, descending=True)
@@ -72,16 +88,37 @@ def sample(logits: torch.Tensor, rows: list[SampleRow], generator: torch.Generat
     # keep a token while the mass before it is below top_p (the first token always survives)
     keep &= (probs_sorted.cumsum(-1) - probs_sorted) < top_p[:, None]
     keep &= probs_sorted >= min_p[:, None] * probs_sorted[:, :1]
-    probs_sorted = probs_sorted * keep
-    cdf = probs_sorted.cumsum(-1)
-    u = torch.rand(len(sub), generator=generator)  # one draw for all unseeded rows
-    for j, r in enumerate(sub):
-        if r.generator is not None:
-            u[j] = torch.rand(1, generator=r.generator).item()
-    u = u.to(dev) * cdf[:, -1]
-    pick = torch.searchsorted(cdf, u[:, None]).clamp_(max=vocab - 1)
-    out[idx] = order.gather(1, pick).flatten().cpu()
+    return probs_sorted * keep, order
+
+
+def distribution(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
+    """The distribution `sample` draws each row from, as float32 probabilities [B, V] in vocabulary
+    order (one-hot at the argmax for greedy rows). logits are modified in place (penalties).
+    Speculative decoding verifies drafts against it (scheduler/speculative.py)."""
+    logits = apply_penalties(logits, rows)
+    out = torch.zeros_like(logits)
+    greedy = torch.tensor([r.params.temperature < 1e-6 for r in rows], device=logits.device)
+    if greedy.any():
+        g = greedy.nonzero().flatten()
+        out[g, logits[g].argmax(-1)] = 1.0
+    if not greedy.all():
+        idx = (~greedy).nonzero().flatten()
+        kept, order = _filtered_sorted(logits[idx], [rows[i] for i in idx.tolist()])
+        out[idx] = torch.zeros_like(kept).scatter_(1, order, kept / kept.sum(-1, keepdim=True))
     return out
+
+
+def draw(probs: torch.Tensor, generators: list[torch.Generator | None],
+         default: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of probabilities [B, V] (need not sum to 1), by inverse CDF with one
+    uniform draw per row from the row's generator (else `default`). -> ids [B] (int64, CPU)."""
+    u = torch.rand(len(generators), generator=default)
+    for j, g in enumerate(generators):
+        if g is not None:
+            u[j] = torch.rand(1, generator=g).item()
+    cdf = probs.float().cumsum(-1)
+    pick = torch.searchsorted(cdf, (u.to(probs.device) * cdf[:, -1])[:, None], right=True)
+    return pick.clamp_(max=probs.shape[1] - 1).flatten().cpu()
 
 
 def logprobs_of(logits: torch.Tensor, ids: torch.Tensor, top_n: int = 0):

@@ -24,12 +24,14 @@ from ..grammar.backend import GrammarBackend
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
 from .request import Req
-from .sampling import SampleRow, logprobs_of, sample
+from .sampling import SampleRow, distribution, logprobs_of, sample
+from .speculative import verify
 
 
 class Scheduler:
     def __init__(self, runner: ModelRunner, pool: KVPool, tokenizer: Tokenizer, eos_ids: set[int],
-                 config: EngineConfig, context_length: int, grammar: GrammarBackend | None = None):
+                 config: EngineConfig, context_length: int, grammar: GrammarBackend | None = None,
+                 spec=None):
         self.runner, self.pool, self.tok = runner, pool, tokenizer
         self.grammar = grammar  # masks constrained rows' logits (requests carry their matcher)
         self.alloc = pool.allocator
@@ -53,6 +55,12 @@ class Scheduler:
         self.evicted_tokens_total = 0
         self.init_new_token_ratio = self.new_token_ratio = policy.INIT_NEW_TOKEN_RATIO
         self.min_new_token_ratio = policy.MIN_NEW_TOKEN_RATIO
+        # speculative decoding: a proposer of scheduler/speculative.py, None when off
+        self.spec = spec
+        self.forward_passes_total = 0  # target forwards (one per step)
+        self.spec_drafts_total = 0  # (request, round) pairs that verified drafts
+        self.spec_draft_tokens_total = 0
+        self.spec_accepted_tokens_total = 0
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
@@ -143,7 +151,28 @@ class Scheduler:
             r.wait_steps += 1
         if not plan:
             return []
+        if self.spec is not None:
+            self._reserve_drafts(plan)
         return self._run(plan)
+
+    def _reserve_drafts(self, plan: list[tuple[Req, int]]) -> None:
+        """Draft slots for decoding requests, from free slots only (drafting never evicts cache):
+        they follow the decode slot in kv_slots; the rejected ones are freed after the step."""
+        free = self.alloc.available()
+        for r, n in plan:
+            if free <= 0:
+                break
+            if (n != 1 or r.kv_len < len(r.input_ids) or r.grammar is not None or r.return_logprob
+                    or r.embedding):
+                continue
+            limit = min(r.sampling.max_new_tokens - len(r.output_ids) - 1,
+                        self.context_length - r.fill_len - 1, free)
+            k = self.spec.plan(r, limit) if limit > 0 else 0
+            if k > 0:
+                r.kv_slots = torch.cat((r.kv_slots, self.alloc.alloc(k)))
+                r.spec_k = k
+                free -= k
+
 
     def _schedule_running(self, plan: list[tuple[Req, int]]) -> bool:
         decodes = [r for r in self.running if r.remaining == 1]
@@ -221,15 +250,23 @@ class Scheduler:
             in_batch.insert(r.fill_ids, torch.zeros(r.fill_len, dtype=torch.int64))
 
     def _run(self, plan: list[tuple[Req, int]]) -> list[EngineOutput]:
-        seqs = []
+        seqs: list[SeqInput | None] = []
         for r, n in plan:
+            if r.spec_k:
+                seqs.append(None)  # verify sequence, once the drafts are known
+                continue
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
             seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
                                  r.kv_slots[:r.kv_len + n], all_logits=want_input_lp))
+        spec_q = self._propose(plan, seqs) if self.spec is not None else {}
         last_hidden, full_logits = self.runner.forward(seqs)
+        self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
         sample_idx: list[int] = []
         for i, (r, n) in enumerate(plan):
+            if r.spec_k:
+                self._verify(r, full_logits[i], spec_q[i], outputs)
+                continue
             if i in full_logits:
                 self._input_logprobs(r, r.kv_len, full_logits[i])
             if n > 1 or r.kv_len < len(r.input_ids):
@@ -252,6 +289,46 @@ class Scheduler:
             logits = self.runner.logits(last_hidden, sample_idx)
             self._sample([plan[i][0] for i in sample_idx], logits, outputs)
         return outputs
+
+    # -- speculative decoding (scheduler/speculative.py) ----------------------------------------
+    def _row(self, r: Req, extra: list[int]) -> SampleRow:
+        """r's SampleRow as if `extra` (drafts) had been generated already."""
+        return SampleRow(r.sampling, r.input_ids, r.output_ids + extra, self._stop_ids(r), r.seed_gen)
+
+    def _propose(self, plan: list[tuple[Req, int]], seqs: list[SeqInput | None]) -> dict:
+        """Drafts for the spec requests; their verify sequences replace the placeholders in seqs."""
+        spec = [i for i, (r, _) in enumerate(plan) if r.spec_k]
+        qs = self.spec.propose([plan[i][0] for i in spec], [s for s in seqs if s is not None],
+                               self._row, self.generator)
+        for i in spec:
+            r = plan[i][0]
+            seqs[i] = SeqInput([r.fill_ids[r.kv_len], *r.spec_draft], r.kv_len,
+                               r.kv_slots[:r.kv_len + 1 + r.spec_k], all_logits=True)
+        return dict(zip(spec, qs))
+
+    def _verify(self, r: Req, logits: torch.Tensor, q: torch.Tensor | None,
+                outputs: list[EngineOutput]) -> None:
+        """Accept r's drafts against the target's logits [k+1, V]; append the tokens; free the KV
+        slots of the rejected ones."""
+        drafts, k, p0 = r.spec_draft, r.spec_k, r.kv_len
+        rows = [self._row(r, drafts[:j]) for j in range(k + 1)]
+        probs = distribution(logits.float(), rows)
+        greedy = r.sampling.temperature < 1e-6
+        a, nxt = verify(probs, drafts, q, greedy, r.seed_gen or self.generator)
+        self.spec_drafts_total += 1
+        self.spec_draft_tokens_total += k
+        self.spec_accepted_tokens_total += a
+        r.spec_k, r.spec_draft = 0, None
+        mine: list[EngineOutput] = []
+        for j, t in enumerate([*drafts[:a], nxt], 1):
+            r.kv_len = p0 + min(j, a) + 1  # KV is valid for the decode token and accepted drafts
+            self._append_token(r, t, mine)
+            if r.finished:
+                break
+        if not r.finished:
+            self.alloc.free(r.kv_slots[r.kv_len:])
+            r.kv_slots = r.kv_slots[:r.kv_len]
+        outputs.extend(mine[-1:])  # cumulative: the last update says it all
 
     def _sample(self, reqs: list[Req], logits: torch.Tensor, outputs: list[EngineOutput]) -> None:
         lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
