@@ -18,6 +18,7 @@ from .resources import ResourcesSpec
 from .rollout import RolloutSpec
 from .router import RouterSpec
 from .scheduling import SchedulingSpec
+from .secrets import API_KEY_ENV, ApiKeySecret, ImagePullSecrets
 from .service import ServiceSpec
 from .status import SGLangDeploymentStatus
 
@@ -45,6 +46,8 @@ class SGLangDeploymentSpec(ApiModel):
     """Container image; defaults to the engine's image of this release."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Pull policy of the runtime image."""
+    image_pull_secrets: ImagePullSecrets | None = None
+    """Registry credentials for the fleet's pods (runtime and router), as in a pod's imagePullSecrets."""
     parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
     """tp, pp, dp and GPUs per pod."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -68,6 +71,34 @@ class SGLangDeploymentSpec(ApiModel):
     """Rolling update and drain settings."""
     router: RouterSpec | None = None
     """The SGLang model gateway (SMG) in front of the groups: cache-aware routing. Unset: no router."""
+    api_key_secret: ApiKeySecret | None = None
+    """Require this API key (`Authorization: Bearer KEY`) on every route but /health, /health_generate
+    and /metrics. The leader reads it from a Secret through the SGLANG_API_KEY env var, never argv.
+    engine: radix only; not with spec.router."""
+
+    rules = (
+        Rule(
+            cel="!has(self.apiKeySecret) || !has(self.engine) || self.engine != 'sglang'",
+            message="apiKeySecret needs engine: radix (upstream SGLang takes its key only as the "
+            "--api-key flag, which is visible in the process list, and logs it with its server arguments)",
+            check=lambda s: s.api_key_secret is None or s.engine != "sglang",
+            field_path=".apiKeySecret",
+        ),
+        Rule(
+            cel="!has(self.apiKeySecret) || !has(self.router) || !self.router.enabled",
+            message="apiKeySecret cannot be combined with spec.router yet (the router would need the key "
+            "as a command-line flag to call the groups)",
+            check=lambda s: s.api_key_secret is None or s.router is None or not s.router.enabled,
+            field_path=".apiKeySecret",
+        ),
+        Rule(
+            cel=f"!has(self.apiKeySecret) || !has(self.env) || !self.env.exists(e, e.name == '{API_KEY_ENV}')",
+            message=f"env must not set {API_KEY_ENV} when apiKeySecret is set (the operator sets it "
+            "from the Secret)",
+            check=lambda s: s.api_key_secret is None or all(e.name != API_KEY_ENV for e in s.env),
+            field_path=".env",
+        ),
+    )
 
 
 class ObjectMeta(ApiModel):

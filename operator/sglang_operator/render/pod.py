@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.model import ModelVolume
+from ..api.secrets import API_KEY_ENV
 from ..api.spec import SGLangDeploymentSpec
 from .engines import DIST_INIT_PORT, SERVER_PORT, container_command, engine_of
 from .labels import pod_labels
@@ -71,8 +72,13 @@ def _container(spec: SGLangDeploymentSpec, role: str, mounts: list[dict], securi
     }
     if spec.image_pull_policy:
         c["imagePullPolicy"] = spec.image_pull_policy
-    if spec.env:
-        c["env"] = [e.to_api() for e in spec.env]
+    env = [e.to_api() for e in spec.env]
+    if role == LEADER and spec.api_key_secret is not None:
+        # Only the leader serves the API. From the Secret at container start: never in argv.
+        ref = spec.api_key_secret
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if env:
+        c["env"] = env
     c.update(
         ports=ports,
         resources=resources(spec),
@@ -84,6 +90,10 @@ def _container(spec: SGLangDeploymentSpec, role: str, mounts: list[dict], securi
         # Native sleep action: no shell or `sleep` binary needed in the image.
         c["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.rollout.drain_seconds}}}
     return c
+
+
+def image_pull_secrets(spec: SGLangDeploymentSpec) -> list[dict[str, str]]:
+    return [{"name": r.name} for r in spec.image_pull_secrets or ()]
 
 
 def pod_template(name: str, spec: SGLangDeploymentSpec, role: str) -> dict[str, Any]:
@@ -106,6 +116,8 @@ def pod_template(name: str, spec: SGLangDeploymentSpec, role: str) -> dict[str, 
         pod_spec["affinity"] = s.affinity
     if s.priority_class_name:
         pod_spec["priorityClassName"] = s.priority_class_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = image_pull_secrets(spec)
     metadata: dict[str, Any] = {"labels": pod_labels(name, spec.engine, role)}
     if role == LEADER:
         metadata["annotations"] = {

@@ -18,6 +18,7 @@ from ..api.router import ROUTER_METRICS_PORT, ROUTER_PORT
 from ..api.spec import SGLangDeploymentSpec
 from .engines import SERVER_PORT
 from .labels import MANAGED_BY
+from .pod import image_pull_secrets
 
 ROUTER_LABEL = "sglangfleet.dev/router"  # router pods: not DEPLOYMENT_LABEL, so no group selector matches them
 MANIFEST_KEY = "workers.json"
@@ -98,6 +99,13 @@ def render_router_deployment(name: str, namespace: str, spec: SGLangDeploymentSp
     }
     if resources:
         container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # file discovery: no API access needed
+        "containers": [container],
+        "volumes": [{"name": "workers", "configMap": {"name": workers_configmap_name(name)}}],
+    }
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = image_pull_secrets(spec)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": router_name(name), "namespace": namespace, "labels": router_labels(name)},
@@ -108,12 +116,7 @@ def render_router_deployment(name: str, namespace: str, spec: SGLangDeploymentSp
                 "metadata": {"labels": router_labels(name),
                              "annotations": {"prometheus.io/scrape": "true",
                                              "prometheus.io/port": str(ROUTER_METRICS_PORT)}},
-                "spec": {
-                    "automountServiceAccountToken": False,  # file discovery: no API access needed
-                    "containers": [container],
-                    "volumes": [{"name": "workers",
-                                 "configMap": {"name": workers_configmap_name(name)}}],
-                },
+                "spec": pod_spec,
             },
         },
     }

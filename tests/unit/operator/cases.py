@@ -133,6 +133,24 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
         {},
     ),
     (
+        "api-key-with-upstream-sglang",
+        spec(engine="sglang", apiKeySecret={"name": "k", "key": "api-key"}),
+        ["spec.apiKeySecret", "apiKeySecret needs engine: radix"],
+        {},
+    ),
+    (
+        "api-key-with-router",
+        spec(apiKeySecret={"name": "k", "key": "api-key"}, router={"enabled": True}),
+        ["spec.apiKeySecret", "apiKeySecret cannot be combined with spec.router"],
+        {},
+    ),
+    (
+        "api-key-env-twice",
+        spec(apiKeySecret={"name": "k", "key": "api-key"}, env=[{"name": "SGLANG_API_KEY", "value": "x"}]),
+        ["spec.env", "env must not set SGLANG_API_KEY when apiKeySecret is set"],
+        {},
+    ),
+    (
         "duplicate-env",
         spec(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         ["spec.env", "Duplicate value"],
