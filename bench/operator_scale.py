@@ -72,10 +72,18 @@ def counts(api, ns: str) -> tuple[int, int]:
     return conv, ready
 
 
-def writes(metrics_url: str) -> float:
+def metric_sum(metrics_url: str, name: str, by: str | None = None) -> float | dict[str, float]:
+    """The sum of a counter's samples, or sums per value of the label `by`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = httpx.get(metrics_url, timeout=60).text  # a busy operator answers slowly
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("sglang_operator_api_writes_total"))
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                key = s.labels.get(by, "") if by else ""
+                out[key] = out.get(key, 0.0) + s.value
+    return out if by else out.get("", 0.0)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -113,9 +121,10 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
                 print(f"  {now:6.1f}s converged {conv}/{n} ready {ready}/{n}", file=sys.stderr, flush=True)
                 time.sleep(2)
             metrics = f"http://127.0.0.1:{port}/metrics"
-            w0 = writes(metrics)
+            passes = metric_sum(metrics, "sglang_operator_reconciles_total", by="kind")
+            w0 = metric_sum(metrics, "sglang_operator_api_writes_total")
             time.sleep(quiet)
-            quiet_writes = writes(metrics) - w0
+            quiet_writes = metric_sum(metrics, "sglang_operator_api_writes_total") - w0
             rss = peak_rss_mb(op.pid)
         finally:
             op.terminate()
@@ -126,7 +135,8 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
                 op.wait()
         return {"deployments": n, "kwok_nodes": nodes, "converged_s": t_conv, "ready_s": t_ready,
                 "converged_at_end": conv, "ready_at_end": ready,
-                "operator_peak_rss_mb": round(rss, 1), "quiet_window_s": quiet, "writes_in_quiet_window": quiet_writes}
+                "operator_peak_rss_mb": round(rss, 1), "quiet_window_s": quiet, "writes_in_quiet_window": quiet_writes,
+                "passes_by_trigger": passes}
     finally:
         bed.stop()
 
@@ -149,6 +159,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     print(f"| {r['deployments']} | {r['converged_s']} | {r['ready_s']} | {r['ready_at_end']} | "
           f"{r['operator_peak_rss_mb']} | {r['writes_in_quiet_window']:.0f} |")
+    print("reconcile passes until Ready, by trigger: " +
+          ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["passes_by_trigger"].items())))
     print(f"(JSON: {a.out})")
     return 0
 

@@ -17,6 +17,13 @@ from .settings import AutoscalerSettings, LeaderElection, Settings
 log = logging.getLogger("sglang_operator.cli")
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sglang-operator", description="Kubernetes operator for SGLangDeployments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -38,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--renew-deadline", type=float, default=10)
     r.add_argument("--retry-period", type=float, default=2)
     r.add_argument("--resync-seconds", type=float, default=300, help="safety-net resync of every object")
+    r.add_argument("--workers", type=_positive, default=24,
+                   help="reconcile passes in flight (threads; each mostly waits on the API server)")
     r.add_argument("--watch-timeout", type=int, default=None,
                    help="server-side timeout of each watch request, seconds (kopf default: none)")
     env = AutoscalerSettings.from_env()  # SGLANG_OPERATOR_AUTOSCALER_* as the defaults
@@ -67,7 +76,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
         election = LeaderElection(namespace, a.leader_election_id, identity, lease_duration=a.lease_duration,
                                   renew_deadline=a.renew_deadline, retry_period=a.retry_period)
     return Settings(
-        namespaces=tuple(a.namespaces or ()), resync_seconds=a.resync_seconds, watch_timeout=a.watch_timeout,
+        namespaces=tuple(a.namespaces or ()), resync_seconds=a.resync_seconds, workers=a.workers, watch_timeout=a.watch_timeout,
         metrics_port=a.metrics_port, metrics_addr=a.metrics_addr, liveness=a.liveness, leader_election=election,
         log_format=a.log_format, verbose=a.verbose, debug=a.debug,
         autoscaler=AutoscalerSettings(a.autoscaler_tolerance, a.autoscaler_scrape_timeout, a.autoscaler_concurrency,

@@ -84,7 +84,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
         settings.watching.server_timeout = ours.watch_timeout
         settings.watching.client_timeout = ours.watch_timeout + 5
     settings.watching.connect_timeout = 10
-    api = load_api_client()
+    settings.execution.max_workers = ours.workers
+    api = load_api_client(connections=ours.workers)
     kube, scaler_kube = Kube(api, FIELD_MANAGER), Kube(api, AUTOSCALER_MANAGER)
     memo.reconciler = Reconciler(kube, handoff=AutoscalerHandoff(scaler_kube), post=api_poster(kube))
     memo.retrier = Retrier(memo.reconciler.reconcile)

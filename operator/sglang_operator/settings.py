@@ -42,6 +42,10 @@ class LeaderElection:
 class Settings:
     namespaces: tuple[str, ...] = ()  # watched namespaces; empty: all of them
     resync_seconds: float = 300  # safety-net resync of every object
+    # Reconcile passes in flight (kopf's thread pool; our API connection pool is sized to match). A
+    # pass mostly waits on the API server, so the threads' count, not the CPU, bounds the rate of
+    # first passes after a start: 1,000 objects waited on 6 threads (kopf's default on 2 cores).
+    workers: int = 24
     watch_timeout: int | None = None  # server-side timeout of each watch request (kopf default: none)
     metrics_port: int = 8000  # 0: no /metrics
     metrics_addr: str = "0.0.0.0"

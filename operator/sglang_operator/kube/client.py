@@ -62,10 +62,14 @@ def lws_ref(namespace: str, name: str) -> Ref:
     return Ref(LWS_API_VERSION, LWS_KIND, namespace, lws_name(name))
 
 
-def load_api_client() -> client.ApiClient:
+def load_api_client(connections: int | None = None) -> client.ApiClient:
     """In-cluster credentials (the pod's ServiceAccount), else the kubeconfig ($KUBECONFIG or
-    ~/.kube/config): the same order as kopf.login_via_client, which handlers.py uses for kopf."""
+    ~/.kube/config): the same order as kopf.login_via_client, which handlers.py uses for kopf.
+    `connections`: the pool size, one per thread that calls at once (beyond the pool, each request
+    opens and drops a TLS connection of its own)."""
     cfg = client.Configuration()
+    if connections:
+        cfg.connection_pool_maxsize = connections
     try:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:

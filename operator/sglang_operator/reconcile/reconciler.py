@@ -92,6 +92,7 @@ class Reconciler:
         out = Outcome()
         lws: Mapping[str, Any] | None = None
         desired_replicas = url = spec = None
+        lws_created = False
         try:
             spec = parse_spec(parent.get("spec") or {})
             rendered = render_all(name, namespace, spec)  # everything is rendered before anything is written
@@ -105,8 +106,8 @@ class Reconciler:
                 self.handoff.before(namespace, name, spec)
                 result = apply_children(self.kube, desired, meta["uid"])
                 out.changes = result.changes
-                lws = self.handoff.after(spec, result.live.get(LWS_KIND), any(
-                    c.ref.kind == LWS_KIND and c.action == CREATED for c in result.changes))
+                lws_created = any(c.ref.kind == LWS_KIND and c.action == CREATED for c in result.changes)
+                lws = self.handoff.after(spec, result.live.get(LWS_KIND), lws_created)
             except ResourceTypeMissing:
                 out.problem = LWS_MISSING
             except ChildConflict as e:
@@ -124,7 +125,8 @@ class Reconciler:
             desired_replicas = spec_replicas(lws)
         # Ready groups are counted from the pods (readiness.py); reads only, like the children's.
         pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) if lws is not None else []
-        routed = router.sync(self.kube, namespace, name, meta, stored, spec, pods if lws is not None else None)
+        routed = router.sync(self.kube, namespace, name, meta, stored, spec, pods if lws is not None else None,
+                             lws_created=lws_created)
         out.problem, out.router_workers = out.problem or routed.problem, routed.workers
         for c in routed.changes:
             WRITES.labels(c.ref.kind, c.action).inc()

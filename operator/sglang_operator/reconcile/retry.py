@@ -56,17 +56,48 @@ def thread_timer(delay: float, fn: Callable[[], None]) -> Callable[[], None]:
 
 class Retrier:
     """Runs passes for the triggers kopf does not retry, and schedules the retries of failed ones
-    (one pending retry per object at most)."""
+    (one pending retry per object at most).
+
+    Triggers that arrive while a pass for the same object runs are folded into one more pass after
+    it: a group coming up is a burst of pod, LWS and Service events, and one pass per event (each
+    waiting for the object's lock in a worker thread) kept the workers busy with repeats while other
+    objects waited for their first pass. The extra pass is needed, not a formality: it reads what
+    the running pass may have read too early."""
 
     def __init__(self, reconcile: Callable[..., Outcome], *, timer: Timer = thread_timer):
         self.reconcile, self.timer = reconcile, timer
         self._failures: dict[Key, int] = {}
         self._pending: dict[Key, Callable[[], None]] = {}
+        self._running: set[Key] = set()
+        self._again: dict[Key, str] = {}  # objects with a pass running -> the latest trigger since
         self._guard = threading.Lock()
         self._stopped = False
 
     def run(self, namespace: str, name: str, trigger: str) -> Failure | None:
+        """A pass now, or, when one for the object is running, one more after it (None then: the
+        running caller reports the outcome)."""
         key = (namespace, name)
+        with self._guard:
+            if key in self._running:
+                self._again[key] = trigger
+                return None
+            self._running.add(key)
+        try:
+            while True:
+                failure = self._run_once(key, trigger)
+                with self._guard:
+                    trigger = self._again.pop(key, None)
+                    if trigger is None:
+                        self._running.discard(key)
+                        return failure
+        except BaseException:
+            with self._guard:
+                self._running.discard(key)
+                self._again.pop(key, None)
+            raise
+
+    def _run_once(self, key: Key, trigger: str) -> Failure | None:
+        namespace, name = key
         failure = run_pass(self.reconcile, namespace, name, trigger)
         with self._guard:
             cancel = self._pending.pop(key, None)

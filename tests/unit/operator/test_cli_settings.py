@@ -41,3 +41,11 @@ def test_the_charts_environment_fills_the_defaults(monkeypatch):
 def test_defaults():
     s = parse_settings(["run", "-A"])
     assert (s.resync_seconds, s.watch_timeout, s.metrics_port, s.log_format) == (300, None, 8000, "json")
+
+
+def test_workers_size_the_pass_threads_and_reject_nonsense(capsys):
+    assert parse_settings(["run", "-A"]).workers == 24
+    assert parse_settings(["run", "-A", "--workers=4"]).workers == 4
+    with pytest.raises(SystemExit):
+        parse_settings(["run", "-A", "--workers=0"])
+    assert "--workers: must be at least 1, got 0" in capsys.readouterr().err

@@ -92,3 +92,43 @@ def test_forget_and_stop_cancel_pending_retries():
     r.run("ns", "b", "Service")
     r.stop()
     assert timers.cancelled == 2
+
+
+def test_triggers_during_a_pass_fold_into_one_more_pass_and_other_objects_run_at_once():
+    r: Retrier
+    calls = []
+
+    def reconcile(namespace, name, *, trigger):
+        calls.append((name, trigger))
+        if len(calls) == 1:  # events that arrive while x's first pass runs (re-entrant here, threads in kopf)
+            assert r.run("ns", "x", "Pod") is None
+            assert r.run("ns", "x", "Service") is None
+            r.run("ns", "y", "Pod")  # another object is not held back
+            assert r.run("ns", "x", "LeaderWorkerSet") is None
+        return Outcome()
+
+    r = Retrier(reconcile, timer=Timers())
+    assert r.run("ns", "x", "Resync") is None
+    assert calls == [("x", "Resync"), ("y", "Pod"), ("x", "LeaderWorkerSet")]
+    r.run("ns", "x", "Pod")  # nothing running any more: a pass of its own
+    assert calls[-1] == ("x", "Pod") and len(calls) == 4
+
+
+def test_a_pass_that_raises_does_not_leave_the_object_marked_running():
+    class Boom(BaseException):
+        pass
+
+    answers = [Boom(), Outcome()]
+
+    def reconcile(namespace, name, *, trigger):
+        a = answers.pop(0)
+        if isinstance(a, BaseException):
+            raise a
+        return a
+
+    r = Retrier(reconcile, timer=Timers())
+    try:
+        r.run("ns", "x", "Pod")
+    except Boom:
+        pass
+    assert r.run("ns", "x", "Pod") is None and not answers  # ran, was not folded into a dead pass

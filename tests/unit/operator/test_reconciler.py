@@ -8,6 +8,7 @@ from sglang_operator.api.lws import LWS_KIND
 from sglang_operator.kube.client import lws_ref, sgld_ref
 from sglang_operator.reconcile.handoff import ReconcilerOwnsReplicas
 from sglang_operator.reconcile.reconciler import Reconciler
+from sglang_operator.reconcile.router import router_refs
 
 from .cases import REPO, load_example
 from .fake_kube import FakeKube
@@ -47,6 +48,8 @@ def test_first_pass_creates_the_children_and_a_status_then_nothing_is_written():
     assert st["desiredReplicas"] == 2 and st["observedGeneration"] == 1
     assert conditions(kube)["Ready"] == ("False", "GroupsNotReady")
     assert [e.reason for e in posted] == ["Created"]
+    # A pass that had to create the groups looks for no router left by an earlier one (none could be).
+    assert not set(kube.reads) & set(router_refs("ns", "tiny"))
 
     writes = len(kube.writes)
     again = r.reconcile("ns", "tiny", trigger="Resync")
