@@ -107,6 +107,8 @@ def test_the_operator_pdb_only_with_more_than_one_replica(helm):
     percent = next(d for d in docs(helm, "--set", "podDisruptionBudget.maxUnavailable=50%")
                    if d["kind"] == "PodDisruptionBudget")
     assert percent["spec"]["maxUnavailable"] == "50%"
+    # `helm upgrade --reuse-values` from a release without the block: the default still applies
+    assert any(d["kind"] == "PodDisruptionBudget" for d in docs(helm, "--set", "podDisruptionBudget=null"))
 
 
 def notes(helm: Path, tmp_path: Path, *args: str) -> str:
