@@ -90,6 +90,8 @@ def test_upgrade_from_the_previous_release_then_uninstall(bare_bed, tmp_path):
     assert lws(bed)["metadata"]["uid"] == lws_uid
     assert {p.metadata.uid for p in fleet.lws_pods(bed, NS, "kept")} == pod_uids
     assert "ROUTER" in fleet.get_sgld(bed, NS).splitlines()[0]  # the new CRD's printer columns
+    policy = client.PolicyV1Api(bed.api_client())
+    assert [p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(OPERATOR_NS).items] == [RELEASE]
     fleet.apply(bed, NS, fleet.cpu_fleet("kept", bed.images["radix-runtime"], f"{bed.share_pod_path}/models", dp=2))
     wait_for(lambda: fleet.sgld(bed, NS, "kept")["status"].get("readyReplicas") == 2, timeout=300, interval=1,
              what="the upgraded operator to scale the fleet to 2 groups")
@@ -104,6 +106,7 @@ def test_upgrade_from_the_previous_release_then_uninstall(bare_bed, tmp_path):
     assert not [b for b in rbac.list_cluster_role_binding().items if b.metadata.name.startswith(RELEASE)]
     assert not client.CoreV1Api(bed.api_client()).list_namespaced_service_account(
         OPERATOR_NS, field_selector=f"metadata.name={RELEASE}").items
+    assert not policy.list_namespaced_pod_disruption_budget(OPERATOR_NS).items
     client.ApiextensionsV1Api(bed.api_client()).read_custom_resource_definition("sglangdeployments.sglangfleet.dev")
     assert len(fleet.lws_pods(bed, NS, "kept")) == 2
     assert fleet.generate(url) == answer
