@@ -47,4 +47,4 @@ def namespace(cluster, api_client):
     client.CoreV1Api(api_client).delete_namespace(name, propagation_policy="Background")
 
 
-from tests.support.tiny_models import tiny_model, tiny_models  # noqa: E402,F401 - runtime fixtures
+from tests.support.tiny_models import tiny_llava, tiny_model, tiny_models  # noqa: E402,F401 - runtime fixtures

@@ -8,6 +8,7 @@ tokenizer_config.json's `chat_template` (a string, or a list of named templates:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -51,6 +52,12 @@ class ChatTemplate:
     source: str
     special_tokens: dict[str, str | None]  # bos_token, eos_token, unk_token, pad_token
     origin: str  # where the template came from, for logs and /server_info
+
+    @cached_property
+    def takes_content_parts(self) -> bool:
+        """Whether the template loops over a message's content parts (vision models' templates
+        do, to place their image tokens); else it gets content as one string."""
+        return bool(re.search(r"in\s+(message|msg|m)(\[['\"]content['\"]\]|\.content)", self.source))
 
     @cached_property
     def _compiled(self) -> jinja2.Template:

@@ -18,6 +18,9 @@ class SeqInput:
     start_pos: int  # position of the first of them (= tokens already in the KV cache)
     kv_slots: torch.Tensor  # slots of positions [0, start_pos + len(token_ids)), new ones last
     all_logits: bool = False  # return logits for every new position (input logprobs)
+    # image-token embeddings among token_ids: (index in token_ids, embeddings [n, hidden]);
+    # those positions' ids are keys (negative), not tokens (scheduler/multimodal.py)
+    embeds: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
 
 @dataclass
@@ -36,3 +39,5 @@ class ForwardBatch:
     decode_table: torch.Tensor | None = None  # [B_dec, max_len] slots, padded with slot 0
     decode_mask: torch.Tensor | None = None  # [B_dec, max_len] True where a real slot
     extends: list[ExtendSeq] = field(default_factory=list)
+    mm_index: torch.Tensor | None = None  # [M] rows of input_ids whose embeddings are mm_embeds
+    mm_embeds: torch.Tensor | None = None  # [M, hidden] (image features)

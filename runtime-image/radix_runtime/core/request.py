@@ -56,6 +56,7 @@ class EngineRequest:
     logprob_start_len: int = -1
     priority: int = 0
     embedding: bool = False  # prefill only; the output carries the last token's hidden state
+    images: list = field(default_factory=list)  # images.ImageInput, in prompt order
 
 
 @dataclass

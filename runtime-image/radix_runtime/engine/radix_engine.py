@@ -60,6 +60,7 @@ class RadixEngine:
         if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:
             self.eos_token_ids = {self.tokenizer.eos_token_id}
         self.vocab_size = model.args.vocab_size
+        self.takes_images = getattr(model, "is_vision", False)
         print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
               file=sys.stderr, flush=True)
         self.runner = ModelRunner(model, self.pool, self.device)
@@ -165,6 +166,8 @@ class RadixEngine:
     def _validate(self, req: EngineRequest) -> None:
         n, m = len(req.input_ids), req.sampling.max_new_tokens
         check_prompt(req.input_ids, self.context_length, self.vocab_size)
+        if req.images and not self.takes_images:
+            raise InvalidRequestError("image_data", "this model takes no image input")
         if not req.embedding:
             check_new_tokens(n, m, self.context_length)
         if n + (0 if req.embedding else m) > self.pool.size:

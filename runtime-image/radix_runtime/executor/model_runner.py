@@ -26,10 +26,13 @@ class ModelRunner:
     def batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
         """The ForwardBatch of seqs (decode first) and the order its rows are in."""
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].token_ids) != 1)
-        ids, pos, loc, extends, dec_slots = [], [], [], [], []
+        ids, pos, loc, extends, dec_slots, mm_rows, mm = [], [], [], [], [], [], []
         for i in order:
             s = seqs[i]
             n = len(s.token_ids)
+            for j, e in s.embeds:
+                mm_rows.extend(range(len(ids) + j, len(ids) + j + e.shape[0]))
+                mm.append(e)
             if n == 1:
                 dec_slots.append(s.kv_slots)
             else:
@@ -39,12 +42,15 @@ class ModelRunner:
             loc.append(s.kv_slots[s.start_pos:])
         dev = self.device
         fb = ForwardBatch(
-            input_ids=torch.tensor(ids, dtype=torch.long).to(dev),
+            input_ids=torch.tensor(ids, dtype=torch.long).clamp_(min=0).to(dev),  # image keys < 0
             positions=torch.tensor(pos, dtype=torch.long).to(dev),
             out_loc=torch.cat(loc).to(dev),
             num_decode=len(dec_slots),
             extends=extends,
         )
+        if mm:
+            fb.mm_index = torch.tensor(mm_rows, dtype=torch.long).to(dev)
+            fb.mm_embeds = torch.cat(mm).to(dev)
         if dec_slots:
             lens = torch.tensor([s.numel() for s in dec_slots])
             table = torch.nn.utils.rnn.pad_sequence(dec_slots, batch_first=True, padding_value=0)
@@ -71,6 +77,12 @@ class ModelRunner:
                 full[i] = self.model.logits(hidden[off:off + n])
             off += n
         return last, full
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: list) -> list[torch.Tensor]:
+        """Each image's pixel values ([C, H, W] arrays) -> its token embeddings [n, hidden]."""
+        x = torch.stack([torch.as_tensor(p) for p in pixels]).to(self.device)
+        return list(self.model.encode_images(x))
 
     @torch.inference_mode()
     def logits(self, last_hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:

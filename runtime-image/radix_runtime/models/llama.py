@@ -136,6 +136,8 @@ class LlamaModel(nn.Module):
         """x: the previous stage's hidden states (None on the first stage)."""
         if self.first:
             x = self.embed_tokens(fb.input_ids)
+            if fb.mm_index is not None:  # image features over their tokens' embeddings
+                x = x.index_copy(0, fb.mm_index, fb.mm_embeds.to(x.dtype))
         for layer in self.layers[self.start:self.end]:
             x = layer(x, fb.positions, fb)
         return self.norm(x) if self.last else x

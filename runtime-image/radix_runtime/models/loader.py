@@ -16,6 +16,7 @@ from ..hf_files import read_json
 from ..layers.linear import read_all, shape_of
 from ..layers.rotary import RotaryEmbedding
 from .llama import ARCHITECTURES, ModelArgs
+from .llava import VISION_ARCHITECTURES
 
 
 def resolve_dtype(name: str, hf_config: dict, device: torch.device) -> torch.dtype:
@@ -63,14 +64,19 @@ def load_model(model_path: str, hf_config: dict, dtype: torch.dtype, device: tor
     """The model config.json (`hf_config`) describes, its weights read from `model_path`."""
     from safetensors import safe_open
 
-    args = ModelArgs(hf_config, context_length)
-    cls = ARCHITECTURES.get(args.arch)
+    arch = (hf_config.get("architectures") or ["LlamaForCausalLM"])[0]
+    if arch in VISION_ARCHITECTURES:  # its language model's args come from text_config
+        cls, build_args = VISION_ARCHITECTURES[arch], (hf_config, context_length)
+    else:
+        args = ModelArgs(hf_config, context_length)
+        cls, build_args = ARCHITECTURES.get(args.arch), (args,)
     if cls is None:
-        raise ValueError(f"unsupported architecture {args.arch!r} (have {sorted(ARCHITECTURES)})")
+        known = sorted([*ARCHITECTURES, *VISION_ARCHITECTURES])
+        raise ValueError(f"unsupported architecture {arch!r} (have {known})")
     # build on the meta device and allocate once in the target dtype (no float32 copy of a
     # large model on the way); every parameter is then filled from the checkpoint
     with torch.device("meta"):
-        model = cls(args)
+        model = cls(*build_args)
     model = model.to(dtype).to_empty(device=device).eval()
     for m in model.modules():
         if isinstance(m, RotaryEmbedding):

@@ -15,6 +15,7 @@ import torch
 
 from ..core.request import EngineRequest, SamplingParams
 from ..tokenizer import IncrementalDetokenizer
+from .multimodal import image_keys
 
 _EMPTY = torch.empty(0, dtype=torch.int64)
 
@@ -57,15 +58,24 @@ class Req:
     spec_k: int = 0
     spec_draft: list[int] | None = None
 
+    # images (images.ImageInput): the prompt's image tokens are keyed by image in the radix tree
+    # and the model's input (prompt_keys), their features computed when first needed
+    images: list = field(default_factory=list)
+    prompt_keys: list[int] | None = None
+    image_embeds: dict = field(default_factory=dict)  # image index -> features [n, hidden]
+
     @classmethod
     def from_engine(cls, r: EngineRequest) -> "Req":
-        return cls(rid=r.rid, input_ids=list(r.input_ids), sampling=r.sampling,
-                   return_logprob=r.return_logprob, top_logprobs_num=r.top_logprobs_num,
-                   logprob_start_len=r.logprob_start_len, priority=r.priority, embedding=r.embedding)
+        req = cls(rid=r.rid, input_ids=list(r.input_ids), sampling=r.sampling,
+                  return_logprob=r.return_logprob, top_logprobs_num=r.top_logprobs_num,
+                  logprob_start_len=r.logprob_start_len, priority=r.priority, embedding=r.embedding)
+        if r.images:
+            req.images, req.prompt_keys = list(r.images), image_keys(r.input_ids, r.images)
+        return req
 
     @property
     def fill_ids(self) -> list[int]:
-        return self.input_ids + self.output_ids
+        return (self.prompt_keys or self.input_ids) + self.output_ids
 
     @property
     def fill_len(self) -> int:

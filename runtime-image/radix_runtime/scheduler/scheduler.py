@@ -23,6 +23,7 @@ from ..executor.model_runner import ModelRunner
 from ..grammar.backend import GrammarBackend
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
+from .multimodal import chunk_embeds
 from .request import Req
 from .sampling import SampleRow, distribution, logprobs_of, sample
 from .speculative import verify
@@ -173,7 +174,6 @@ class Scheduler:
                 r.spec_k = k
                 free -= k
 
-
     def _schedule_running(self, plan: list[tuple[Req, int]]) -> bool:
         decodes = [r for r in self.running if r.remaining == 1]
         retracted = False
@@ -257,7 +257,9 @@ class Scheduler:
                 continue
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
             seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
-                                 r.kv_slots[:r.kv_len + n], all_logits=want_input_lp))
+                                 r.kv_slots[:r.kv_len + n], all_logits=want_input_lp,
+                                 embeds=chunk_embeds(r, r.kv_len, n, self.runner.encode_images)
+                                 if r.images else []))
         spec_q = self._propose(plan, seqs) if self.spec is not None else {}
         last_hidden, full_logits = self.runner.forward(seqs)
         self.forward_passes_total += 1

@@ -15,6 +15,8 @@ from aiohttp import web
 from radix_runtime.chat_template import ChatTemplateError, load_chat_template
 from radix_runtime.core.config import EngineConfig, ServerConfig
 from radix_runtime.core.protocol import Engine
+from radix_runtime.hf_files import model_config
+from radix_runtime.images import vision_spec
 from radix_runtime.server import admin, health, native, openai
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.state import DRAINING, FAILED, READY, ServerState
@@ -96,6 +98,7 @@ async def load(state: ServerState, factory: Callable[[EngineConfig], Engine]) ->
         log.info("Loading model from %s ...", config.model_path)
         state.engine = await asyncio.to_thread(factory, config)
         state.vocab_size = max(state.engine.vocab_size, state.engine.tokenizer.vocab_size)
+        state.vision = vision_spec(config.model_path, model_config(config.model_path))
     except (Exception, ChatTemplateError) as e:
         state.phase, state.load_error = FAILED, f"{type(e).__name__}: {e}"
         log.exception("model failed to load")

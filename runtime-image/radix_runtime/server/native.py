@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from radix_runtime.core.request import EngineOutput, EngineRequest
-from radix_runtime.server import engine_calls, schemas
+from radix_runtime.server import engine_calls, schemas, vision
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.http import cache_headers, json_response, parse_body, state_of
 from radix_runtime.server.requests import encode, engine_requests, new_rid
@@ -84,7 +84,7 @@ def _per_item(value, n: int, batched: bool, name: str) -> list:
     return [value] * n
 
 
-def generate_items(state: ServerState, req: schemas.GenerateRequest) -> tuple[list[Item], bool]:
+async def generate_items(state: ServerState, req: schemas.GenerateRequest) -> tuple[list[Item], bool]:
     """The engine requests of a /generate body and whether the answer is a list."""
     engine = state.require_engine()
     if req.text is not None:
@@ -100,14 +100,18 @@ def generate_items(state: ServerState, req: schemas.GenerateRequest) -> tuple[li
     fields = {name: _per_item(getattr(req, name), n, batched, name)
               for name in ("sampling_params", "rid", "return_logprob", "top_logprobs_num",
                            "logprob_start_len")}
+    sources = vision.sources_of(req.image_data, n, batched)
     items = []
     for i, ids in enumerate(prompts):
+        prompt_param = f"{param}.{i}" if batched else param
+        pixels = await vision.load(state, sources[i], f"image_data.{i}" if batched else "image_data")
+        ids, imgs = vision.attach(state, ids, pixels, prompt_param)
         for r in engine_requests(
                 ids, fields["sampling_params"][i], state.limits(), rid=fields["rid"][i],
-                param=f"{param}.{i}" if batched else param,
-                return_logprob=fields["return_logprob"][i],
+                param=prompt_param, return_logprob=fields["return_logprob"][i],
                 top_logprobs_num=fields["top_logprobs_num"][i],
-                logprob_start_len=fields["logprob_start_len"][i], priority=req.priority):
+                logprob_start_len=fields["logprob_start_len"][i], priority=req.priority,
+                images=imgs):
             items.append(Item(r, r.rid, req.return_text_in_logprobs))
     rids = [it.req.rid for it in items]
     if len(set(rids)) != len(rids):
@@ -180,7 +184,7 @@ def _stream_interval(req: schemas.GenerateRequest) -> int | None:
 async def generate(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     req = await parse_body(request, schemas.GenerateRequest)
-    items, many = generate_items(state, req)
+    items, many = await generate_items(state, req)
     return await _answer(request, state, items, many, req.stream, _stream_interval(req))
 
 
@@ -201,7 +205,7 @@ async def batch(request: web.Request) -> web.Response:
     for i, sub in enumerate(req.requests):
         if sub.stream:
             raise bad_request("streaming is not available in /batch", f"requests.{i}.stream")
-        groups.append(generate_items(state, sub))
+        groups.append(await generate_items(state, sub))
     flat = [it for items, _ in groups for it in items]
     outs = await engine_calls.run_all(state, [it.req for it in flat], arrival)
     latency = time.monotonic() - arrival

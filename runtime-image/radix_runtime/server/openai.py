@@ -15,7 +15,7 @@ from aiohttp import web
 
 from radix_runtime.chat_template import ChatTemplateError
 from radix_runtime.core.request import EngineOutput, EngineRequest, GrammarSpec, SamplingParams
-from radix_runtime.server import engine_calls, schemas, tool_calls
+from radix_runtime.server import engine_calls, schemas, tool_calls, vision
 from radix_runtime.server.errors import APIError, bad_request
 from radix_runtime.server.http import cache_headers, json_response, parse_body, state_of
 from radix_runtime.server.requests import check_ids, encode, engine_requests, new_rid
@@ -245,9 +245,10 @@ def render_chat(state: ServerState, req: schemas.ChatCompletionRequest) -> list[
                           "--chat-template", "messages")
     if req.continue_final_message and req.messages[-1].role != "assistant":
         raise bad_request("continue_final_message needs a final assistant message", "messages")
+    token, parts = vision.image_token(state), state.chat_template.takes_content_parts
     try:
         text = state.chat_template.render(
-            [m.as_template_dict() for m in req.messages],
+            [m.as_template_dict(token, parts) for m in req.messages],
             add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
             tools=req.template_tools(), continue_final_message=req.continue_final_message,
             **(req.chat_template_kwargs or {}))
@@ -263,13 +264,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     tokenizer = state.require_engine().tokenizer
     forced = check_tools(req)
     spec = grammar(req, forced)
-    ids = render_chat(state, req)
+    urls = [u for m in req.messages for u in m.image_urls()]
+    pixels = await vision.load(state, urls, "messages.image_url")  # before rendering: 400 first
+    ids, images = vision.attach(state, render_chat(state, req), pixels, "messages")
     top = req.top_logprobs or 0
     if top and not req.logprobs:
         raise bad_request("top_logprobs needs logprobs: true", "top_logprobs")
     reqs = engine_requests(ids, req.sampling(req.max_new_tokens()), state.limits(), rid=req.rid,
                            param="messages", return_logprob=req.logprobs, top_logprobs_num=top,
-                           grammar=spec)
+                           grammar=spec, images=images)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.served_model_name
     n = req.n
     use_tools = bool(req.tools) and req.tool_choice != "none"
@@ -393,7 +396,7 @@ async def get_model(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    # Olla's SGLang docs' vision route: same handler, so text works and image parts get a clear 400.
+    # Olla's SGLang docs' vision route: the same handler (image_url parts: docs/vision.md).
     app.router.add_post("/v1/chat/completions/vision", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -78,10 +78,11 @@ def engine_sampling(sp: schemas.SamplingParamsBody | None, prompt_len: int, limi
 def engine_requests(ids: list[int], sp: schemas.SamplingParamsBody | None, limits: Limits, *,
                     rid: str | None, param: str, return_logprob: bool = False,
                     top_logprobs_num: int = 0, logprob_start_len: int = -1,
-                    priority: int | None = None,
-                    grammar: GrammarSpec | None = None) -> list[EngineRequest]:
+                    priority: int | None = None, grammar: GrammarSpec | None = None,
+                    images: list | None = None) -> list[EngineRequest]:
     """One EngineRequest per sample (`n`), rids `rid` or `rid-i` when n > 1. `grammar`: the
-    route's output constraint (OpenAI's response_format / tools), instead of sp's."""
+    route's output constraint (OpenAI's response_format / tools), instead of sp's. `images`: the
+    prompt's images.ImageInputs (server/vision.py)."""
     check_ids(ids, limits, param)
     sampling = engine_sampling(sp, len(ids), limits)
     if grammar is not None:
@@ -94,5 +95,6 @@ def engine_requests(ids: list[int], sp: schemas.SamplingParamsBody | None, limit
     return [EngineRequest(rid=r, input_ids=list(ids), sampling=dataclasses.replace(sampling),
                           return_logprob=return_logprob or top_logprobs_num > 0,
                           top_logprobs_num=top_logprobs_num,
-                          logprob_start_len=logprob_start_len, priority=priority or 0)
+                          logprob_start_len=logprob_start_len, priority=priority or 0,
+                          images=list(images or []))
             for r in rids]

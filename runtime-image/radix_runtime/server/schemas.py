@@ -127,6 +127,8 @@ class _OneInput(BaseModel):
 class _Unsupported(BaseModel):
     """Top-level SGLang fields for modalities and features we lack: rejected only when used."""
 
+    # images for vision-language models (server/vision.py reads them): per prompt a URL, data
+    # URL, path or base64 string, or a list of them; a batch gives one entry per prompt
     image_data: Any = None
     audio_data: Any = None
     video_data: Any = None
@@ -137,8 +139,8 @@ class _Unsupported(BaseModel):
     return_hidden_states: Any = False
     cache_salt: Any = None  # ignoring it would share cached prefixes across tenants
 
-    _no_media = field_validator("image_data", "audio_data", "video_data")(
-        _unsupported("multimodal input"))
+    _no_media = field_validator("audio_data", "video_data")(
+        _unsupported("audio and video input"))
     _no_embeds = field_validator("input_embeds")(_unsupported("input_embeds"))
     _no_lora = field_validator("lora_path")(_unsupported("LoRA adapters"))
     _no_clp = field_validator("custom_logit_processor")(_unsupported("custom_logit_processor"))
@@ -306,9 +308,19 @@ class TextPart(_Lenient):
     text: str
 
 
+class ImageURL(_Lenient):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Lenient):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | ImagePart] | None = None
     name: str | None = None
     tool_calls: list[dict] | None = None
     tool_call_id: str | None = None
@@ -320,16 +332,27 @@ class ChatMessage(_Lenient):
         if isinstance(v, list):
             for i, part in enumerate(v):
                 kind = part.get("type") if isinstance(part, dict) else None
-                if kind != "text":
-                    raise ValueError(f"content part {i} has type {kind!r}; only text parts "
-                                     "are supported by radix_runtime")
+                if kind not in ("text", "image_url"):
+                    raise ValueError(f"content part {i} has type {kind!r}; only text and "
+                                     "image_url parts are supported by radix_runtime")
         return v
 
-    def as_template_dict(self) -> dict:
-        """What chat templates expect: content as one string (text parts joined)."""
+    def image_urls(self) -> list[str]:
+        return [p.image_url.url for p in self.content or [] if isinstance(p, ImagePart)] \
+            if isinstance(self.content, list) else []
+
+    def as_template_dict(self, image_token: str = "", content_parts: bool = False) -> dict:
+        """What chat templates expect: content as one string (text parts joined, `image_token`
+        where an image was), or, for templates that read content parts (`content_parts`), a
+        message with images as HF passes it: [{"type": "text", ...}, {"type": "image"}, ...]."""
         d = self.model_dump(exclude_none=True)
         if isinstance(self.content, list):
-            d["content"] = "".join(p.text for p in self.content)
+            if content_parts and self.image_urls():
+                d["content"] = [{"type": "text", "text": p.text} if isinstance(p, TextPart)
+                                else {"type": "image"} for p in self.content]
+            else:
+                d["content"] = "".join(p.text if isinstance(p, TextPart) else image_token
+                                       for p in self.content)
         d.setdefault("content", "")  # an assistant turn of tool calls only
         for call in d.get("tool_calls") or []:
             # OpenAI sends arguments as JSON text; templates (as HF's) expect the object

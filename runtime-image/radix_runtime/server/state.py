@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from radix_runtime.chat_template import ChatTemplate
 from radix_runtime.core.config import EngineConfig, ServerConfig
 from radix_runtime.core.protocol import Engine, EngineStats
+from radix_runtime.images import VisionSpec
 from radix_runtime.server.conversations import ConversationStore
 from radix_runtime.server.errors import APIError
 from radix_runtime.server.metrics import ServerMetrics
@@ -24,6 +25,7 @@ class ServerState:
     phase: str = LOADING
     engine: Engine | None = None
     chat_template: ChatTemplate | None = None
+    vision: VisionSpec | None = None  # image inputs of a vision-language model; None: text only
     load_error: str | None = None
     load_message: str = "starting"
     vocab_size: int = 0  # model's or tokenizer's, whichever is larger: token ids must be below

@@ -46,7 +46,7 @@ LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
     ("/v1/embeddings", b'{"input": 3.5}', "input", "Input should be"),
     ("/v1/chat/completions/vision", b'{"messages": [{"role": "user", "content": [{"type": '
      b'"image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}',
-     "messages.0.content", "only text parts"),
+     "messages.image_url", "takes no image input"),
 ])
 def test_bad_input_is_a_400_naming_the_field(server, path, body, param, needle):
     r = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"})

@@ -70,7 +70,8 @@ def test_malformed_json_and_missing_prompt():
 def test_unsupported_top_level_fields_only_when_used():
     GenerateRequest.model_validate_json('{"text": "a", "image_data": null, "lora_path": null, '
                                         '"return_hidden_states": false, "bootstrap_host": "x"}')
-    assert error_of(GenerateRequest, '{"text": "a", "image_data": "x.png"}').param == "image_data"
+    GenerateRequest.model_validate_json('{"text": "a", "image_data": "x.png"}')  # server/vision.py
+    assert error_of(GenerateRequest, '{"text": "a", "audio_data": "x.wav"}').param == "audio_data"
     assert error_of(GenerateRequest, '{"text": "a", "cache_salt": "t1"}').param == "cache_salt"
 
 
@@ -90,5 +91,12 @@ def test_openai_requests_map_to_sglang_sampling():
                                           '"response_format": {"type": "json_schema"}}')
     assert err.param == "response_format" and "needs a json_schema" in err.message
     err = error_of(ChatCompletionRequest, '{"messages": [{"role": "user", "content": '
-                                          '[{"type": "image_url", "image_url": {}}]}]}')
-    assert err.param == "messages.0.content" and "only text" in err.message
+                                          '[{"type": "input_audio", "input_audio": {}}]}]}')
+    assert err.param == "messages.0.content" and "only text and image_url" in err.message
+    chat = ChatCompletionRequest.model_validate_json(
+        '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": '
+        '{"url": "u"}}, {"type": "text", "text": "b"}]}]}')
+    assert chat.messages[0].image_urls() == ["u"]
+    assert chat.messages[0].as_template_dict("<image>")["content"] == "<image>b"
+    assert chat.messages[0].as_template_dict("<image>", content_parts=True)["content"] == [
+        {"type": "image"}, {"type": "text", "text": "b"}]

@@ -10,7 +10,7 @@ from tests.support.layering import cycles, layer_of, module_imports, package_gra
 PACKAGE = "radix_runtime"
 # lowest first; a module may import its own layer and the ones below
 LAYERS = [
-    ["core", "hf_files", "tokenizer", "chat_template", "version", "tiny_model"],  # shared types
+    ["core", "hf_files", "tokenizer", "chat_template", "images", "version", "tiny_model"],  # shared types
     ["parallel"],  # the process group layers are built for
     ["cache", "layers", "models", "grammar"],  # KV pool, radix tree; the model; grammar masks
     ["executor"],  # one forward, on one rank or across the group
