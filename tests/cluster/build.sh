@@ -4,7 +4,9 @@
 #   tests/cluster/build.sh          control plane: etcd, kube-apiserver, -controller-manager,
 #                                   -scheduler, kubectl, helm, the LWS CRD
 #   tests/cluster/build.sh node     also the node test bed: kubelet, kube-proxy, the LWS
-#                                   controller, CoreDNS, kwok and the pause binary
+#                                   controller, CoreDNS, kwok and the pause binary, plus the
+#                                   monitoring tools below
+#   tests/cluster/build.sh monitoring   also prometheus and promtool (chart rules and dashboard checks)
 # Prints the cache directory last. Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -153,6 +155,23 @@ GO
   log "CoreDNS ready: $out"
 }
 
+# prometheus and promtool for the monitoring checks: only the two commands, without the embedded web
+# UI (the builtinassets tag stays off), so the tests get the HTTP API and the rule checker.
+build_prometheus() {
+  local dir="$cache/bin/prometheus-$PROMETHEUS_VERSION" b
+  [ -x "$dir/prometheus" ] && [ -x "$dir/promtool" ] && return
+  local release; release=$(module_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION")
+  release=$(cat "$release/VERSION")
+  log "building prometheus and promtool $release (first time only, about 4 min on 2 cores)"
+  local ld="-X github.com/prometheus/common/version.Version=$release"
+  ld+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
+  for b in promtool prometheus; do
+    [ -x "$dir/$b" ] || build_wrapped github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+      "github.com/prometheus/prometheus/cmd/$b" "$dir/$b" "$ld"
+  done
+  log "prometheus ready: $dir"
+}
+
 # The sandbox ("pause") container: the real pause.c from the Kubernetes module, static.
 build_pause() {
   local out="$cache/bin/pause-$KUBERNETES_VERSION/pause"
@@ -176,4 +195,5 @@ if [ "${1:-}" = node ]; then
   build_coredns
   build_pause
 fi
+case "${1:-}" in node|monitoring) build_prometheus ;; esac
 echo "$cache"
