@@ -20,6 +20,10 @@ import os
 import sys
 
 from radix_runtime.core.config import DTYPE_ALIASES, DTYPES, EngineConfig, ServerConfig
+from radix_runtime.core.spec_config import ALGORITHMS as SPEC_ALGORITHMS
+from radix_runtime.core.spec_config import DEFAULT_NUM_STEPS as SPEC_DEFAULT_STEPS
+from radix_runtime.core.spec_config import UPSTREAM_ONLY as SPEC_UPSTREAM_ONLY
+from radix_runtime.core.spec_config import resolve_speculative
 from radix_runtime.distributed.launcher import (DIST_INIT_PORT, ENV_LOCAL_RANK, placement,
                                                 sglang_argv)
 from radix_runtime.server.tool_calls import PARSERS
@@ -116,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the group to form, and for one collective")
     d.add_argument("--dist-heartbeat-timeout", type=float, default=30.0,
                    help="a rank silent this long breaks the group: every rank exits non-zero")
+    add_speculative_flags(p)
     p.add_argument("--engine", choices=["radix", "sglang"], default="radix",
                    help="sglang: exec upstream `python3 -m sglang.launch_server` with these flags")
 
@@ -123,6 +128,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, action="store_true", help="accepted for SGLang compatibility; no-op")
     p.add_argument("--version", action="version", version=f"radix_runtime {__version__}")
     return p
+
+
+def add_speculative_flags(p: argparse.ArgumentParser) -> None:
+    """SGLang's --speculative-* flags (docs/speculative-decoding.md); core/spec_config.py checks
+    their combination."""
+    g = p.add_argument_group("speculative decoding")
+    g.add_argument("--speculative-algorithm", choices=[*SPEC_ALGORITHMS, *SPEC_UPSTREAM_ONLY],
+                   help="STANDALONE: a smaller draft model; NGRAM: prompt lookup, no draft model "
+                        "(EAGLE, EAGLE3, NEXTN: upstream SGLang only)")
+    g.add_argument("--speculative-draft-model-path", "--speculative-draft-model",
+                   help="STANDALONE's draft model directory (same tokenizer as the target)")
+    g.add_argument("--speculative-num-steps", type=int,
+                   help=f"draft tokens proposed per round (default {SPEC_DEFAULT_STEPS})")
+    g.add_argument("--speculative-eagle-topk", type=int, help="draft branching: 1 (a chain) only")
+    g.add_argument("--speculative-num-draft-tokens", type=int,
+                   help="tokens verified per round, the last accepted one included (num-steps + 1; "
+                        "NGRAM: default 12)")
+    g.add_argument("--speculative-accept-threshold-single", type=float,
+                   help="1.0 only (exact verification)")
+    g.add_argument("--speculative-accept-threshold-acc", type=float, help="1.0 only")
+    g.add_argument("--speculative-ngram-min-match-window-size", type=int,
+                   help="NGRAM: shortest suffix looked up (default 1)")
+    g.add_argument("--speculative-ngram-max-match-window-size", type=int,
+                   help="NGRAM: longest suffix looked up (default 12)")
+    # SGLang's ngram cache shape: accepted so copied command lines work; we draft one chain
+    # looked up in the request's own tokens, so they change nothing
+    for flag, kind in (("--speculative-ngram-min-bfs-breadth", int), ("--speculative-ngram-max-bfs-breadth", int),
+                       ("--speculative-ngram-branch-length", int), ("--speculative-ngram-capacity", int)):
+        g.add_argument(flag, type=kind, help="accepted for SGLang compatibility; no effect")
+    g.add_argument("--speculative-ngram-match-type", choices=["BFS", "PROB"],
+                   help="accepted for SGLang compatibility; no effect")
 
 
 def _config(cls, args: argparse.Namespace):
@@ -147,6 +183,8 @@ def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namesp
         parser.parse_args(argv)  # the usual "unrecognized arguments" error
     try:
         placement(args, env)
+        if args.engine != "sglang":  # upstream checks its own (and has EAGLE etc.)
+            resolve_speculative(engine_config(args))
     except ValueError as e:
         parser.error(str(e))
     if args.api_key is None:

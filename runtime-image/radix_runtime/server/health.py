@@ -22,7 +22,8 @@ from radix_runtime.server.state import DRAINING, FAILED, LOADING, ServerState
 
 
 def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
-                watchdog_timeout: float, detail: str = "", now: float) -> tuple[int, dict]:
+                watchdog_timeout: float, detail: str = "", now: float,
+                speculative: bool = False) -> tuple[int, dict]:
     """Olla's SGLang docs' /health JSON and its status code. `detail`: what loading is doing, or why
     it failed."""
     if phase == LOADING or stats is None:
@@ -34,7 +35,7 @@ def health_body(phase: str, stats: EngineStats | None, *, radix_cache: bool,
     body = {"status": "healthy", "model_loaded": True, "radix_cache_ready": radix_cache,
             "radix_cache_usage_perc": stats.cache_usage,
             "num_requests_running": stats.num_running_reqs,
-            "num_requests_waiting": stats.num_waiting_reqs, "speculative_decoding_enabled": False}
+            "num_requests_waiting": stats.num_waiting_reqs, "speculative_decoding_enabled": speculative}
     if stats.broken:
         return 503, {**body, "status": "unhealthy", "reason": stats.broken}
     if phase == DRAINING:
@@ -51,7 +52,8 @@ def state_health(state: ServerState) -> tuple[int, dict]:
     detail = state.load_error if state.phase == FAILED else state.load_message
     return health_body(state.phase, state.stats(), radix_cache=not state.config.disable_radix_cache,
                        watchdog_timeout=state.server.watchdog_timeout, detail=detail or "",
-                       now=time.monotonic())
+                       now=time.monotonic(),
+                       speculative=state.config.speculative_algorithm is not None)
 
 
 async def health(request: web.Request) -> web.Response:

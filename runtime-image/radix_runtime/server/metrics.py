@@ -109,6 +109,23 @@ class _EngineCollector:
         yield counter("sglang:generation_tokens", "Generated tokens", s.generation_tokens_total)
         yield counter("sglang:num_retractions", "Requests retracted to free KV",
                       s.num_retractions_total)
+        yield counter("sglang:forward_passes", "Target-model forward passes (scheduler steps)",
+                      s.forward_passes_total)
+        if s.speculative_algorithm is None:
+            return
+        # speculative decoding: vLLM-style counters (any window can be computed) and SGLang's
+        # gauges, here over the server's lifetime (docs/speculative-decoding.md)
+        drafts, proposed, accepted = (s.spec_drafts_total, s.spec_draft_tokens_total,
+                                      s.spec_accepted_tokens_total)
+        yield counter("sglang:spec_decode_num_drafts", "Verify rounds that had draft tokens "
+                      "(one per request and step)", drafts)
+        yield counter("sglang:spec_decode_num_draft_tokens", "Draft tokens proposed", proposed)
+        yield counter("sglang:spec_decode_num_accepted_tokens",
+                      "Draft tokens the target accepted", accepted)
+        yield gauge("sglang:spec_accept_length", "Tokens per verify round (accepted drafts + the "
+                    "target's own), mean since start", (accepted + drafts) / drafts if drafts else 0.0)
+        yield gauge("sglang:spec_accept_rate", "Accepted / proposed draft tokens since start",
+                    accepted / proposed if proposed else 0.0)
 
 
 class ServerMetrics:
