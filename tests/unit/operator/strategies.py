@@ -111,10 +111,18 @@ def resources(draw) -> dict[str, Any]:
 def specs(draw) -> dict[str, Any]:
     envs = draw(st.lists(env_var, max_size=4, unique_by=lambda e: e["name"]))
     surge = draw(st.sampled_from([0, 1, "25%"]))
+    engine = draw(maybe(st.sampled_from(["radix", "sglang"])))
+    secret_name = st.sampled_from(["api-key", "llm.keys", "k8s-secret-1"])
+    # apiKeySecret: engine radix only, and the operator owns SGLANG_API_KEY (api/spec.py rules)
+    keyed = engine != "sglang" and all(e["name"] != "SGLANG_API_KEY" for e in envs)
     return _omit_none(
         {
+            "apiKeySecret": draw(maybe(st.fixed_dictionaries({"name": secret_name, "key": st.sampled_from(
+                ["api-key", "token.txt"])}))) if keyed else None,
+            "imagePullSecrets": draw(maybe(st.lists(st.fixed_dictionaries({"name": secret_name}), min_size=1,
+                                                    max_size=3, unique_by=lambda r: r["name"]))),
             "model": _omit_none({"path": draw(user_text), "servedName": draw(maybe(user_text)), "volume": draw(maybe(volume))}),
-            "engine": draw(maybe(st.sampled_from(["radix", "sglang"]))),
+            "engine": engine,
             "image": draw(maybe(st.sampled_from(["registry.local/runtime:v1", "lmsysorg/sglang:v0.5.2"]))),
             "parallelism": draw(maybe(parallelism())),
             "resources": draw(maybe(resources())),
