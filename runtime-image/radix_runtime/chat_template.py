@@ -2,8 +2,9 @@
 
 Where the template comes from, first match wins: the `--chat-template` flag (a file: .jinja/.txt
 holding the template, .json holding {"chat_template": ...}; a built-in name; or the template text),
-a `chat_template.jinja` file in the tokenizer directory (newer HF tooling writes that), then
-tokenizer_config.json's `chat_template` (a string, or a list of named templates: "default" is used).
+a `chat_template.jinja` file in the tokenizer directory (newer HF tooling writes that), a
+`chat_template.json` (older HF processors, e.g. LLaVA's), then tokenizer_config.json's
+`chat_template` (a string, or a list of named templates: "default" is used).
 """
 from __future__ import annotations
 
@@ -105,6 +106,10 @@ def load_chat_template(tokenizer_dir: str | Path,
     jinja_file = tokenizer_dir / "chat_template.jinja"
     if jinja_file.is_file():
         return ChatTemplate(jinja_file.read_text(), special, str(jinja_file))
+    processor_file = tokenizer_dir / "chat_template.json"  # what HF processors wrote before 4.50
+    source = _pick(read_json(processor_file).get("chat_template"))
+    if source:
+        return ChatTemplate(source, special, str(processor_file))
     source = _pick(config.get("chat_template"))
     if source:
         return ChatTemplate(source, special, str(tokenizer_dir / "tokenizer_config.json"))

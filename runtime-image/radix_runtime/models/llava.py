@@ -95,7 +95,7 @@ class LlavaForConditionalGeneration(nn.Module):
         """pixels [B, C, H, W] -> [B, image tokens, text hidden]."""
         dtype = self.multi_modal_projector.linear_1.weight.dtype
         h = self.vision_tower.hidden_states(pixels.to(dtype), self.feature_layer)
-        if self.strategy == "default" and self.vargs.clip:
+        if self.strategy == "default":  # HF drops the first token (CLIP's CLS) for any tower
             h = h[:, 1:]
         return self.multi_modal_projector(h)
 

@@ -26,6 +26,8 @@ def test_jinja_file_and_named_list(tmp_path):
     write_config(tmp_path, chat_template=[{"name": "tool_use", "template": "T"},
                                           {"name": "default", "template": "D{{ eos_token }}"}])
     assert load_chat_template(tmp_path).render(MESSAGES) == "D</s>"
+    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": "P"}))  # processors'
+    assert load_chat_template(tmp_path).render(MESSAGES) == "P"
     (tmp_path / "chat_template.jinja").write_text("J")
     assert load_chat_template(tmp_path).render(MESSAGES) == "J"
 

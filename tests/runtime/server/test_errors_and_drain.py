@@ -1,5 +1,6 @@
 """Bad input, auth, overload, disconnects and shutdown on real servers: the right status and the
 `{"error": {"message": ...}}` shape, never a 500."""
+import asyncio
 import secrets
 import threading
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sglang_operator.autoscale.scrape import Leader, scrape
 from tests.support.server import RuntimeServer
 from tests.support.waiting import wait_for
 
@@ -47,6 +49,8 @@ LONG = {"max_new_tokens": 1900, "ignore_eos": True, "temperature": 0}
     ("/v1/chat/completions/vision", b'{"messages": [{"role": "user", "content": [{"type": '
      b'"image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}',
      "messages.image_url", "takes no image input"),
+    ("/generate", b'{"text": "a", "image_data": "data:image/png;base64,AAAA"}', "image_data",
+     "takes no image input"),
 ])
 def test_bad_input_is_a_400_naming_the_field(server, path, body, param, needle):
     r = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"})
@@ -111,6 +115,8 @@ def test_api_key_from_the_environment_stays_out_of_argv_logs_and_server_info(lau
         assert r.status_code == 200 and key not in r.text and "api_key" not in r.json()
     for open_path in ("/health", "/health_generate", "/metrics"):
         assert httpx.get(s.url + open_path, timeout=30).status_code == 200
+    # the operator's autoscaler scrape, as it runs (no credentials), still reads the queue
+    assert asyncio.run(scrape([Leader("leader", s.url + "/metrics")], "sglang:num_requests_waiting")) == {"leader": 0.0}
     cmdline = Path(f"/proc/{s.proc.pid}/cmdline").read_bytes()
     assert b"radix_runtime.launch_server" in cmdline and key.encode() not in cmdline
     assert s.stop() == 0

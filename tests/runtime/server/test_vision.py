@@ -1,9 +1,13 @@
 """Image inputs through the server, against HF transformers on a tiny LLaVA checkpoint that
 transformers itself wrote (tests/support/tiny_models.py write_tiny_llava): the same greedy tokens
 for /generate image_data and chat image_url parts; the same image again is served from the radix
-cache, a different image with the same placeholder tokens never is; clear 400s."""
+cache, a different image with the same placeholder tokens never is; clear 400s (a text-only model
+given images: test_errors_and_drain.py)."""
 import base64
+import functools
+import http.server
 import io
+import threading
 
 import httpx
 import numpy as np
@@ -46,6 +50,16 @@ def hf_generate(hf, img, text: str, add_special_tokens: bool = True) -> list[int
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
+@pytest.fixture
+def http_dir(tmp_path):
+    """tmp_path served over http on loopback: (directory, base URL)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
 @pytest.fixture(scope="module")
 def vlm(launch, tiny_llava):
     return launch(tiny_llava)
@@ -57,7 +71,8 @@ def generate(server, text, image_data, **extra):
         "sampling_params": {"max_new_tokens": NEW, "temperature": 0}, **extra})
 
 
-def test_generate_matches_hf_and_caches_per_image(vlm, hf, tmp_path):
+def test_generate_matches_hf_and_caches_per_image(vlm, hf, http_dir):
+    tmp_path, base = http_dir
     a, b = _image(1), _image(2)
     first = generate(vlm, PROMPT, _data_url(a)).json()
     expected_a = hf_generate(hf, a, PROMPT)
@@ -73,8 +88,10 @@ def test_generate_matches_hf_and_caches_per_image(vlm, hf, tmp_path):
     assert again["output_ids"] == expected_a
     assert again["meta_info"]["cached_tokens"] == plen - 1
 
-    # another image behind the same placeholder tokens: only BOS is shared
-    other = generate(vlm, PROMPT, _data_url(b)).json()
+    # another image behind the same placeholder tokens (over http): only BOS is shared
+    b.save(tmp_path / "b.jpg", quality=95)
+    b = Image.open(tmp_path / "b.jpg")
+    other = generate(vlm, PROMPT, base + "/b.jpg").json()
     assert other["meta_info"]["cached_tokens"] == 1
     assert other["output_ids"] == hf_generate(hf, b, PROMPT)
 
@@ -117,9 +134,3 @@ def test_bad_images_are_400s(vlm, image_data, text, message):
     r = generate(vlm, text, image_data)
     assert r.status_code == 400, r.text
     assert message in r.json()["error"]["message"]
-
-
-def test_text_only_model_rejects_images(server):
-    r = generate(server, "Hello", _data_url(_image(7)))
-    assert r.status_code == 400
-    assert "takes no image input" in r.json()["error"]["message"]  # chat: test_errors_and_drain.py
