@@ -156,7 +156,9 @@ GO
 }
 
 # prometheus and promtool for the monitoring checks: only the two commands, without the embedded web
-# UI (the builtinassets tag stays off), so the tests get the HTTP API and the rule checker.
+# UI (the builtinassets tag stays off) and with static and file discovery only (remove_all_sd drops
+# the cloud and Kubernetes discovery SDKs, most of the compile time): the tests need the HTTP API,
+# static scrape targets and the rule checker.
 build_prometheus() {
   local dir="$cache/bin/prometheus-$PROMETHEUS_VERSION" b
   [ -x "$dir/prometheus" ] && [ -x "$dir/promtool" ] && return
@@ -166,7 +168,7 @@ build_prometheus() {
   local ld="-X github.com/prometheus/common/version.Version=$release"
   ld+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
   for b in promtool prometheus; do
-    [ -x "$dir/$b" ] || build_wrapped github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+    [ -x "$dir/$b" ] || GOFLAGS="$GOFLAGS -tags=remove_all_sd" build_wrapped github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
       "github.com/prometheus/prometheus/cmd/$b" "$dir/$b" "$ld"
   done
   log "prometheus ready: $dir"
