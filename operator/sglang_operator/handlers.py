@@ -14,8 +14,9 @@ Reconcile triggers:
 - the pods of its LeaderWorkerSet, selected by our deployment label (render/labels.py puts it on
   every pod; pods are owned by LWS's StatefulSets, not by us): readiness flips land in status.Ready
   within seconds (status.py counts ready groups from the pods). kopf filters on the label's
-  presence, so other pods are never handled; a pod event that changes nothing costs reads only
-  (children and status are diffed before any write);
+  presence, so other pods are never handled;
+- child and pod events that change nothing a pass reads (status churn before a pod turns Ready,
+  PDB status) are dropped before they cost a pass (reconcile/triggers.py);
 - the LeaderWorkerSet CRD becoming established: objects waiting for it (Degraded, retrying with
   backoff) are reconciled at once instead of at their next retry;
 - a slow resync of every known object (reconcile/resync.py), a safety net for events missed while
@@ -40,10 +41,11 @@ from .autoscale.supervisor import View, supervise
 from .autoscale.tick import Autoscaler
 from .kube.client import Kube, load_api_client
 from .kube.events import api_poster
-from .metrics import LEADER
+from .metrics import EVENTS_SKIPPED, LEADER
 from .reconcile import resync
 from .reconcile.reconciler import Reconciler
 from .reconcile.retry import Retrier, backoff, run_pass
+from .reconcile.triggers import Seen
 from .render.labels import DEPLOYMENT_LABEL
 from .settings import Settings
 
@@ -89,6 +91,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     kube, scaler_kube = Kube(api, FIELD_MANAGER), Kube(api, AUTOSCALER_MANAGER)
     memo.reconciler = Reconciler(kube, handoff=AutoscalerHandoff(scaler_kube), post=api_poster(kube))
     memo.retrier = Retrier(memo.reconciler.reconcile)
+    memo.seen = Seen()
     # `deployments` is kopf's live index (filled as objects are listed and watched).
     memo.resync_stop = resync.start(memo.retrier.run, lambda: deployments.get(None, []), ours.resync_seconds)
     LEADER.set(1)
@@ -124,12 +127,21 @@ def deleted(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", when=_owned)
 @kopf.on.event("apps", "v1", "deployments", when=_owned)  # the router: RouterReady follows its pods
 @kopf.on.event("", "v1", "configmaps", when=_owned)  # the router's worker list
-def child_changed(body: kopf.Body, meta: kopf.Meta, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.retrier.run(namespace, owner_name(meta), body.get("kind", "child"))
+def child_changed(body: kopf.Body, meta: kopf.Meta, type: str | None, namespace: str, memo: kopf.Memo,
+                  **_: Any) -> None:
+    kind = body.get("kind", "child")
+    if not memo.seen.news(type, body):
+        EVENTS_SKIPPED.labels(kind).inc()
+        return
+    memo.retrier.run(namespace, owner_name(meta), kind)
 
 
 @kopf.on.event("", "v1", "pods", labels={DEPLOYMENT_LABEL: kopf.PRESENT})
-def pod_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def pod_changed(body: kopf.Body, labels: kopf.Labels, type: str | None, namespace: str, memo: kopf.Memo,
+                **_: Any) -> None:
+    if not memo.seen.news(type, body):
+        EVENTS_SKIPPED.labels("Pod").inc()
+        return
     memo.retrier.run(namespace, labels[DEPLOYMENT_LABEL], "Pod")
 
 

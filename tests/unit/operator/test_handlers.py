@@ -5,6 +5,7 @@ import kopf
 
 from sglang_operator import handlers
 from sglang_operator.handlers import owner_name
+from sglang_operator.reconcile.triggers import Seen
 from sglang_operator.render import render_all
 from sglang_operator.render.labels import DEPLOYMENT_LABEL
 
@@ -33,5 +34,8 @@ def test_pod_events_of_our_pods_only_reconcile_the_deployment_named_by_their_lab
         def run(self, *args):
             runs.append(args)
 
-    handlers.pod_changed(labels={DEPLOYMENT_LABEL: "tiny", "x": "y"}, namespace="ns", memo=kopf.Memo(retrier=Retrier()))
-    assert runs == [("ns", "tiny", "Pod")]
+    memo = kopf.Memo(retrier=Retrier(), seen=Seen())
+    body = {"kind": "Pod", "metadata": {"uid": "u1", "labels": {DEPLOYMENT_LABEL: "tiny", "x": "y"}}, "status": {}}
+    for _ in range(2):
+        handlers.pod_changed(body=body, labels=body["metadata"]["labels"], type="MODIFIED", namespace="ns", memo=memo)
+    assert runs == [("ns", "tiny", "Pod")]  # the second event changed nothing a pass reads

@@ -1,0 +1,48 @@
+"""Which watch events cost a pass: news about what a pass reads, never the status churn around it."""
+from __future__ import annotations
+
+import copy
+
+from sglang_operator.reconcile.triggers import Seen
+
+
+def pod(ready=False, ip=None, **meta):
+    return {"kind": "Pod", "metadata": {"uid": "p1", "resourceVersion": "1",
+                                        "labels": {"leaderworkerset.sigs.k8s.io/group-index": "0"}, **meta},
+            "status": {"phase": "Pending", "podIP": ip,
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_pod_events_are_news_only_when_readiness_ip_labels_or_deletion_change():
+    seen = Seen()
+    p = pod()
+    assert seen.news("ADDED", p)
+    q = copy.deepcopy(p)
+    q["status"]["phase"] = "Running"
+    q["status"]["conditions"].append({"type": "PodScheduled", "status": "True"})
+    q["metadata"]["resourceVersion"] = "2"
+    assert not seen.news("MODIFIED", q)  # kubelet bookkeeping
+    assert seen.news("MODIFIED", pod(ip="10.0.0.5"))
+    assert seen.news("MODIFIED", pod(ready=True, ip="10.0.0.5"))
+    assert not seen.news("MODIFIED", pod(ready=True, ip="10.0.0.5"))
+    assert seen.news("MODIFIED", pod(ready=True, ip="10.0.0.5", deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert seen.news("DELETED", pod())
+    assert seen.news("ADDED", pod())  # forgotten on deletion: the same uid again is news
+
+
+def child(kind, spec, status=None, **meta):
+    return {"kind": kind, "metadata": {"uid": kind, "resourceVersion": "1", "managedFields": [], **meta},
+            "spec": spec, "status": status or {}}
+
+
+def test_child_status_is_news_only_for_the_kinds_whose_status_feeds_ours():
+    seen = Seen()
+    assert seen.news(None, child("PodDisruptionBudget", {"minAvailable": 1}))
+    assert not seen.news("MODIFIED", child("PodDisruptionBudget", {"minAvailable": 1}, {"currentHealthy": 1},
+                                           resourceVersion="9", managedFields=[{"manager": "x"}]))
+    assert seen.news("MODIFIED", child("PodDisruptionBudget", {"minAvailable": 2}))  # drift: repair it
+    assert seen.news("MODIFIED", child("PodDisruptionBudget", {"minAvailable": 2}, labels={"x": "y"}))
+    assert seen.news(None, child("LeaderWorkerSet", {"replicas": 1}))
+    assert seen.news("MODIFIED", child("LeaderWorkerSet", {"replicas": 1}, {"readyReplicas": 1}))
+    assert not seen.news("MODIFIED", child("LeaderWorkerSet", {"replicas": 1}, {"readyReplicas": 1},
+                                           resourceVersion="7"))
