@@ -125,6 +125,9 @@ def extend_item(state: ServerState, req: schemas.ExtendRequest) -> Item:
     history = state.conversations.get(req.rid)
     if history is None:
         raise APIError(404, f"rid: no conversation {req.rid!r} (unknown, or expired)", param="rid")
+    if state.vision is not None and state.vision.image_token_id in history:
+        raise bad_request("a conversation with images cannot be extended (its images are not "
+                          "kept); send the whole prompt and its image_data to /generate", "rid")
     added = (encode(engine.tokenizer, req.text, add_special_tokens=False)
              if req.text is not None else list(req.input_ids))
     if req.sampling_params is not None and req.sampling_params.n != 1:

@@ -61,8 +61,10 @@ def http_dir(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def vlm(launch, tiny_llava):
-    return launch(tiny_llava)
+def vlm(launch, tiny_llava, request):
+    server = launch(tiny_llava, wait=False)
+    request.getfixturevalue("hf")  # HF's model loads while the server starts
+    return server.wait_ready()
 
 
 def generate(server, text, image_data, **extra):
@@ -94,6 +96,13 @@ def test_generate_matches_hf_and_caches_per_image(vlm, hf, http_dir):
     other = generate(vlm, PROMPT, base + "/b.jpg").json()
     assert other["meta_info"]["cached_tokens"] == 1
     assert other["output_ids"] == hf_generate(hf, b, PROMPT)
+
+
+def test_extend_of_a_conversation_with_images_is_a_400(vlm):
+    r = generate(vlm, PROMPT, _data_url(_image(8)), rid="with-image")
+    assert r.status_code == 200
+    r = httpx.post(vlm.url + "/extend", timeout=60, json={"rid": "with-image", "text": " more"})
+    assert r.status_code == 400 and "cannot be extended" in r.json()["error"]["message"]
 
 
 def test_batch_with_one_image_per_prompt(vlm, hf):
