@@ -55,6 +55,9 @@ async def load(state: ServerState, sources: list, param: str) -> list:
 def attach(state: ServerState, ids: list[int], pixels: list, param: str) -> tuple[list[int], list]:
     """The prompt with its image tokens expanded, and its images.ImageInputs."""
     if not pixels:
+        if state.vision is not None and state.vision.image_token_id in ids:
+            raise bad_request("the prompt has image tokens but no images were given "
+                              "(image_data / image_url parts)", param)
         return ids, []
     try:
         return images.expand(ids, pixels, state.vision)

@@ -138,6 +138,7 @@ def test_chat_image_url_matches_hf(vlm, hf):
     ("/nonexistent/x.png", PROMPT, "could not read the image file"),
     ([_data_url(_image(6))] * 17, PROMPT * 17, "at most 16"),
     ([_data_url(_image(6))] * 2, PROMPT, "1 image token(s)"),
+    (None, PROMPT, "no images were given"),
 ])
 def test_bad_images_are_400s(vlm, image_data, text, message):
     r = generate(vlm, text, image_data)
