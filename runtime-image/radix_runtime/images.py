@@ -90,8 +90,9 @@ def vision_spec(model_path: str, hf_config: dict) -> VisionSpec | None:
     size = ip.get("size") or {"shortest_edge": image_size}
     if isinstance(size, int):
         size = {"shortest_edge": size}
-    crop = _hw(ip.get("crop_size") or image_size) if ip.get("do_center_crop", True) and \
-        "shortest_edge" in size else None
+    # CLIP's processor center-crops by default, SigLIP's has no crop
+    crops = ip.get("do_center_crop", "Siglip" not in ip.get("image_processor_type", ""))
+    crop = _hw(ip.get("crop_size") or image_size) if crops else None
     pre = Preprocess(size=dict(size), crop=crop, resample=ip.get("resample", 3),
                      rescale_factor=ip.get("rescale_factor", 1 / 255),
                      mean=tuple(ip.get("image_mean", _CLIP_MEAN)),

@@ -60,6 +60,15 @@ def test_vision_spec_reads_processor_config(tmp_path):
     full = images.vision_spec(str(tmp_path), {**cfg, "vision_feature_select_strategy": "full"})
     assert full.tokens_per_image == 577  # CLS kept
     assert images.vision_spec(str(tmp_path), {"architectures": ["LlamaForCausalLM"]}) is None
+    # transformers 5 writes processor_config.json; SigLIP's processor resizes without a crop
+    (tmp_path / "processor_config.json").write_text(
+        '{"image_processor": {"image_processor_type": "SiglipImageProcessor", '
+        '"size": {"height": 384, "width": 384}}}')
+    siglip = {**cfg, "vision_config": {"model_type": "siglip_vision_model", "image_size": 384,
+                                       "patch_size": 14}, "vision_feature_select_strategy": "full"}
+    spec = images.vision_spec(str(tmp_path), siglip)
+    assert spec.preprocess.crop is None and spec.preprocess.size == {"height": 384, "width": 384}
+    assert spec.tokens_per_image == 729  # 27 x 27 patches, no CLS
 
 
 def test_sources_fetch_or_fail_clearly(tmp_path):
