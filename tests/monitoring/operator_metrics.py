@@ -3,7 +3,7 @@
 `python -m tests.monitoring.operator_metrics --port P --runtime-port R --dead-port D` serves the
 operator's registry (sglang_operator.metrics) on 127.0.0.1:P and, once a second, runs what fills it
 against an in-memory API (tests/unit/operator/fake_kube.py):
-- a reconcile pass of a good SGLangDeployment (reconciles, durations, API writes);
+- a reconcile pass of an SGLangDeployment without autoscaling (reconciles, durations, API writes);
 - a reconcile pass where the LeaderWorkerSet kind is missing (reconcile errors, LeaderWorkerSetMissing);
 - an autoscaler tick whose two leader pods are the real runtime server on 127.0.0.1:R and a dead port
   D (queue depth scraped from the runtime, desired groups, leaders reporting, scrape failures). The
@@ -22,7 +22,7 @@ from sglang_operator.reconcile.reconciler import Reconciler
 
 from tests.unit.operator.fake_kube import FakeKube
 
-NAMESPACE, NAME, BROKEN = "serving", "tiny", "no-lws"
+NAMESPACE, NAME, STEADY, BROKEN = "serving", "tiny", "steady", "no-lws"
 
 
 def _leader(group: int, port: int) -> dict:
@@ -32,11 +32,11 @@ def _leader(group: int, port: int) -> dict:
                        "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def _sgld(name: str) -> dict:
+def _sgld(name: str, autoscaling: bool = True) -> dict:
     return {"apiVersion": "sglangfleet.dev/v1alpha1", "kind": "SGLangDeployment",
             "metadata": {"name": name, "namespace": NAMESPACE, "generation": 1},
             "spec": {"model": {"path": "/models/tiny"}, "parallelism": {"dp": 3}, "autoscaling": {
-                "enabled": True, "minReplicas": 1, "maxReplicas": 4, "metric": "sglang:num_queue_reqs",
+                "enabled": autoscaling, "minReplicas": 1, "maxReplicas": 4, "metric": "sglang:num_queue_reqs",
                 "targetPerReplica": 1, "pollIntervalSeconds": 1,
                 "scaleDown": {"stabilizationWindowSeconds": 0,
                               "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]}}}}
@@ -50,15 +50,17 @@ def main() -> None:
     a = p.parse_args()
     kube = FakeKube("sglang-operator", pods=[_leader(0, a.runtime_port), _leader(1, a.dead_port)])
     kube.put(_sgld(NAME))
+    kube.put(_sgld(STEADY, autoscaling=False))
     broken = FakeKube("sglang-operator", missing_kinds=("LeaderWorkerSet",))
     broken.put(_sgld(BROKEN))
     good, bad = Reconciler(kube, post=lambda *_: None), Reconciler(broken, post=lambda *_: None)
     scaler = Autoscaler(kube, post=lambda *_: None)
-    good.reconcile(NAMESPACE, NAME, trigger="SGLangDeployment")  # creates the set (3 groups)
+    good.reconcile(NAMESPACE, NAME, trigger="SGLangDeployment")  # creates the set (3 groups); the
+    # autoscaler owns its replicas from here on (the operator hands them over through managed fields)
     metrics.LEADER.set(1)
     metrics.serve(a.port, "127.0.0.1")
     while True:
-        good.reconcile(NAMESPACE, NAME, trigger="Resync")
+        good.reconcile(NAMESPACE, STEADY, trigger="Resync")
         bad.reconcile(NAMESPACE, BROKEN, trigger="SGLangDeployment")
         asyncio.run(scaler.tick(NAMESPACE, NAME))
         time.sleep(1)
