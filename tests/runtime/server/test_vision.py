@@ -62,7 +62,9 @@ def http_dir(tmp_path):
 
 @pytest.fixture(scope="module")
 def vlm(launch, tiny_llava, request):
-    server = launch(tiny_llava, wait=False)
+    # 8-token prefill chunks: every prompt's 16 image tokens span chunks, so the feature slicing
+    # across chunks is under the HF comparisons too
+    server = launch(tiny_llava, "--chunked-prefill-size", "8", wait=False)
     request.getfixturevalue("hf")  # HF's model loads while the server starts
     return server.wait_ready()
 
