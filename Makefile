@@ -10,7 +10,7 @@ export SGLANG_FLEET_CACHE := $(CACHE)
 # pytest args, e.g. `make test PYTEST_ARGS="-k radix -x"`
 PYTEST_ARGS ?=
 
-.PHONY: print-cache help venv cluster-bins node-deps node-bins images test test-unit crds demo bench dev-cluster dev-cluster-down clean
+.PHONY: print-cache help venv cluster-bins monitoring-bins node-deps node-bins images test test-unit crds demo bench dev-cluster dev-cluster-down clean
 
 help:
 	@echo "make test              install everything needed and run the whole suite"
@@ -35,11 +35,15 @@ venv: $(VENV)/.stamp
 cluster-bins:
 	@tests/cluster/build.sh >/dev/null
 
+monitoring-bins:
+	@tests/cluster/build.sh monitoring >/dev/null
+
 # Debian packages for the node test bed and the image builder (root; quiet when installed).
 node-deps:
 	@tests/cluster/node-deps.sh
 
-# The node test bed: the control plane plus kubelet, kube-proxy, LWS, kwok, CoreDNS, pause.
+# The node test bed: the control plane plus kubelet, kube-proxy, LWS, kwok, CoreDNS, pause, and
+# prometheus + promtool for the monitoring tests (tests/monitoring; alone: `make monitoring-bins`).
 node-bins: node-deps
 	@tests/cluster/build.sh node >/dev/null
 
