@@ -40,7 +40,8 @@ class VisionArgs:
         c = {**DEFAULTS[self.model_type], **cfg}
         self.hidden_size, self.intermediate_size = c["hidden_size"], c["intermediate_size"]
         self.num_layers, self.num_heads = c["num_hidden_layers"], c["num_attention_heads"]
-        self.num_channels, self.image_size, self.patch_size = c["num_channels"], c["image_size"], c["patch_size"]
+        self.num_channels = c["num_channels"]
+        self.image_size, self.patch_size = c["image_size"], c["patch_size"]
         self.act, self.eps = c["hidden_act"], c["layer_norm_eps"]
         self.clip = self.model_type == "clip_vision_model"  # CLS token, pre-layernorm, no conv bias
         self.num_patches = (self.image_size // self.patch_size) ** 2
