@@ -11,3 +11,11 @@ def bench_model(args, tmp: str) -> str:
     return write_tiny_model(f"{tmp}/model", hidden_size=args.hidden_size, num_layers=args.num_layers,
                             num_heads=4, num_kv_heads=2, intermediate_size=4 * args.hidden_size,
                             max_position_embeddings=2048)
+
+
+def results_path(name: str) -> str:
+    """Where a benchmark writes its JSON: $SGLANG_FLEET_CACHE/bench (default ~/.cache/sglang-fleet)."""
+    import os
+
+    root = os.environ.get("SGLANG_FLEET_CACHE", os.path.expanduser("~/.cache/sglang-fleet"))
+    return os.path.join(root, "bench", name)

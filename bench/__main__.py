@@ -1,5 +1,6 @@
 """`python -m bench`: the shared-prefix benchmark, radix cache on vs off, side by side, then the
-structured-output row (bench/structured.py: output tokens/s with a JSON schema vs unconstrained).
+structured-output row (bench/structured.py: output tokens/s with a JSON schema vs unconstrained)
+and the speculative-decoding rows (bench/speculative.py: tokens per target forward and tokens/s).
 
 Starts two real servers on the same tiny checkpoint (one with --disable-radix-cache), sends each
 the same workload (G groups x R requests sharing a P-token prefix per group) with streaming
@@ -167,11 +168,14 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     print()
-    from bench import structured  # the structured-output row: JSON schema vs unconstrained
+    from bench import speculative, structured
 
-    return structured.main(["--threads", str(args.threads), "--hidden-size", str(args.hidden_size),
-                            "--num-layers", str(args.num_layers)]
-                           + (["--model-path", args.model_path] if args.model_path else []))
+    # the structured-output row (JSON schema vs unconstrained), then speculative decoding's
+    rc = structured.main(["--threads", str(args.threads), "--hidden-size", str(args.hidden_size),
+                          "--num-layers", str(args.num_layers)]
+                         + (["--model-path", args.model_path] if args.model_path else []))
+    print()
+    return rc or speculative.main([])
 
 
 if __name__ == "__main__":

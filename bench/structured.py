@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _run(url: str, bodies: list[dict], concurrency: int) -> tuple[list[dict], float]:
+async def post_generate(url: str, bodies: list[dict], concurrency: int) -> tuple[list[dict], float]:
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=600) as client:
         async def one(body):
@@ -61,8 +61,8 @@ def measure(url: str, args) -> dict:
                                                   "temperature": 1.0, "sampling_seed": i,
                                                   "json_schema": json.dumps(schema)}}
                    for i, p in enumerate(prompts)]
-    asyncio.run(_run(url, constrained[:4], 4))  # compile the grammar, warm the model path
-    outs, _ = asyncio.run(_run(url, constrained, args.concurrency))
+    asyncio.run(post_generate(url, constrained[:4], 4))  # compile the grammar, warm the model path
+    outs, _ = asyncio.run(post_generate(url, constrained, args.concurrency))
     valid = 0
     for o in outs:
         try:
@@ -76,8 +76,8 @@ def measure(url: str, args) -> dict:
             for i, (p, n) in enumerate(zip(prompts, counts))]
     best_json = best_free = float("inf")
     for _ in range(args.repeats):  # interleaved, so load from elsewhere hits both passes alike
-        best_json = min(best_json, asyncio.run(_run(url, constrained, args.concurrency))[1])
-        free_outs, wall = asyncio.run(_run(url, free, args.concurrency))
+        best_json = min(best_json, asyncio.run(post_generate(url, constrained, args.concurrency))[1])
+        free_outs, wall = asyncio.run(post_generate(url, free, args.concurrency))
         best_free = min(best_free, wall)
     tokens = sum(counts)
     assert sum(o["meta_info"]["completion_tokens"] for o in free_outs) == tokens
