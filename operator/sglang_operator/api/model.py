@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import ApiModel, Rule
-from .kube_types import DnsSubdomain, Image
+from .env import KeySelector
+from .kube_types import DnsSubdomain, Image, Quantity
 
 AbsPath = Annotated[str, Field(min_length=1, max_length=1024, pattern="^/")]
 
@@ -66,13 +67,94 @@ class ModelVolume(ApiModel):
     )
 
 
-class ModelSpec(ApiModel):
-    """The model to serve."""
+# A hub repo id: [org/]name of letters, digits, '-', '_' and '.' (huggingface_hub's validate_repo_id).
+HUB_ID_RE = "^([A-Za-z0-9][-A-Za-z0-9_.]{0,95}/)?[A-Za-z0-9][-A-Za-z0-9_.]{0,95}$"
+DEFAULT_REVISION = "main"
 
-    path: Annotated[str, Field(min_length=1, max_length=1024)]
-    """Model directory inside the pod (e.g. under model.volume.mountPath) or a hub id. Passed as one
-    argument, never through a shell: spaces and quotes are fine."""
+
+class CacheEmptyDir(ApiModel):
+    size_limit: Quantity | None = None
+    """Cap on the pod's copy (the kubelet evicts the pod above it), e.g. 40Gi."""
+
+
+class ModelCache(ApiModel):
+    """Where hub downloads are kept. Set exactly one source. A ReadWriteMany PVC is shared by every
+    pod of every group (the model is downloaded once); a hostPath by the pods of one node; an
+    emptyDir lives and dies with its pod."""
+
+    persistent_volume_claim: PersistentVolumeClaimSource | None = None
+    """An existing PersistentVolumeClaim (ReadWriteMany to share it across nodes)."""
+    host_path: HostPathSource | None = None
+    """A directory of the node (created if missing; it must be writable by uid 1000 for engine radix)."""
+    empty_dir: CacheEmptyDir | None = None
+    """A per-pod scratch volume: every pod downloads its own copy."""
+
+    rules = (
+        Rule(
+            cel="[has(self.persistentVolumeClaim), has(self.hostPath), has(self.emptyDir)].filter(x, x).size() == 1",
+            message="model.hub.cache must set exactly one of persistentVolumeClaim, hostPath, emptyDir",
+            check=lambda c: sum(x is not None for x in (c.persistent_volume_claim, c.host_path, c.empty_dir)) == 1,
+        ),
+    )
+
+
+class HubSource(ApiModel):
+    """A model on the Hugging Face hub (or a mirror that speaks its API), downloaded by an init
+    container of every pod into model.hub.cache before the server starts."""
+
+    id: Annotated[
+        str,
+        Field(min_length=1, max_length=192, pattern=HUB_ID_RE),
+        Rule(
+            cel="!self.contains('--') && !self.contains('..')",
+            message="model.hub.id must not contain '--' or '..' (the hub refuses such repo ids)",
+            check=lambda v: "--" not in v and ".." not in v,
+        ),
+    ]
+    """Repo id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
+    revision: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s]+$")] | None = None
+    """Branch, tag or commit; main when unset. Pods resolve a branch when they start, so pin a commit
+    to keep every group on the same weights."""
+    token_secret: KeySelector | None = None
+    """A key of a Secret holding a hub token (gated or private repos). Given to the download container
+    as HF_TOKEN, never in argv; the server container does not get it."""
+    endpoint: Annotated[str, Field(max_length=1024, pattern=r"^https?://[^\s]+$")] | None = None
+    """Hub URL (HF_ENDPOINT), for a mirror or proxy; https://huggingface.co when unset."""
+    cache: ModelCache | None = None
+    """Volume the download goes into; a per-pod emptyDir when unset."""
+
+    @property
+    def effective_revision(self) -> str:
+        return self.revision or DEFAULT_REVISION
+
+
+class ModelSpec(ApiModel):
+    """The model to serve: a path in the pod (model.path, optionally on model.volume: PVC, hostPath,
+    NFS or an OCI image) or a hub repo the pods download (model.hub). Set exactly one of path, hub."""
+
+    path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """Model directory inside the pod (e.g. under model.volume.mountPath), or a hub id the engine
+    downloads itself. Passed as one argument, never through a shell: spaces and quotes are fine."""
+    hub: HubSource | None = None
+    """Download this hub repo before the server starts (progress in the pod log, ModelDownloading
+    condition, a Degraded reason when it fails)."""
     served_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    """Name reported by /v1/models and accepted in requests; defaults to the runtime's choice (the path)."""
+    """Name reported by /v1/models and accepted in requests; defaults to model.hub.id, else the
+    runtime's choice (the path)."""
     volume: ModelVolume | None = None
     """Volume holding the model files; omit when the path is in the image or a hub id."""
+
+    rules = (
+        Rule(
+            cel="has(self.path) != has(self.hub)",
+            message="model must set exactly one of path (a directory in the pod) and hub (a repo the "
+            "pods download)",
+            check=lambda m: (m.path is None) != (m.hub is None),
+        ),
+        Rule(
+            cel="!has(self.hub) || !has(self.volume)",
+            message="model.volume cannot be combined with model.hub (the download goes into model.hub.cache)",
+            check=lambda m: m.hub is None or m.volume is None,
+            field_path=".volume",
+        ),
+    )

@@ -16,6 +16,9 @@ SERVER_PORT = 30000  # SGLang's default --port; the Service maps spec.service.po
 DIST_INIT_PORT = 20000  # rank 0's torch.distributed rendezvous, reached via LWS_LEADER_ADDRESS
 RELEASE = "0.1.0"
 SHUTDOWN_MARGIN_SECONDS = 5  # leave the kubelet a little time after the runtime's own drain
+# With model.hub the download container links the snapshot it fetched here (a per-pod emptyDir), so
+# the server's --model-path is known before the hub resolves the revision to a commit.
+HUB_MODEL_PATH = "/var/run/sglang-fleet/model"
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,8 @@ class LaunchConfig:
     def from_spec(cls, spec: SGLangDeploymentSpec) -> "LaunchConfig":
         r = spec.rollout
         return cls(
-            model_path=spec.model.path,
-            served_name=spec.model.served_name,
+            model_path=spec.model.path or HUB_MODEL_PATH,
+            served_name=spec.model.served_name or (spec.model.hub.id if spec.model.hub else None),
             tp=spec.parallelism.tp,
             pp=spec.parallelism.pp,
             group_size=spec.parallelism.group_size,

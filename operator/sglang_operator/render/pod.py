@@ -7,6 +7,7 @@ from ..api.model import ModelVolume
 from ..api.secrets import API_KEY_ENV
 from ..api.spec import SGLangDeploymentSpec
 from .engines import DIST_INIT_PORT, SERVER_PORT, container_command, engine_of
+from .hub import download_container, hub_volumes
 from .labels import pod_labels
 from .probes import leader_probes, worker_probes
 
@@ -45,7 +46,8 @@ def _volumes(spec: SGLangDeploymentSpec) -> tuple[list[dict], list[dict]]:
         v = spec.model.volume
         volumes.append({"name": "model", **_model_volume(v)})
         mounts.append({"name": "model", "mountPath": v.mount_path, "readOnly": v.read_only})
-    return volumes, mounts
+    hub_vols, hub_mounts = hub_volumes(spec)
+    return volumes + hub_vols, mounts + hub_mounts
 
 
 def _security(spec: SGLangDeploymentSpec) -> tuple[dict, dict]:
@@ -100,7 +102,10 @@ def pod_template(name: str, spec: SGLangDeploymentSpec, role: str) -> dict[str, 
     volumes, mounts = _volumes(spec)
     pod_security, container_security = _security(spec)
     s = spec.scheduling
-    pod_spec: dict[str, Any] = {
+    pod_spec: dict[str, Any] = {}
+    if (download := download_container(spec, container_security)) is not None:
+        pod_spec["initContainers"] = [download]  # every pod: workers load their own shards
+    pod_spec |= {
         "containers": [_container(spec, role, mounts, container_security)],
         "volumes": volumes,
         "terminationGracePeriodSeconds": spec.rollout.termination_grace_period_seconds,
