@@ -17,7 +17,7 @@ LAYERS = [
     ["scheduler"],
     ["engine"],
     ["distributed", "server"],  # a group's rank processes; HTTP
-    ["launch_server"],  # flags -> configs, then dispatch
+    ["launch_server", "fetch_model"],  # flags -> configs, then dispatch; the model download CLI
 ]
 GRAPH = module_imports(Path(radix_runtime.__file__).parent, PACKAGE)
 
