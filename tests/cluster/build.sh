@@ -164,7 +164,7 @@ build_prometheus() {
   [ -x "$dir/prometheus" ] && [ -x "$dir/promtool" ] && return
   local release; release=$(module_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION")
   release=$(cat "$release/VERSION")
-  log "building prometheus and promtool $release (first time only, about 4 min on 2 cores)"
+  log "building prometheus and promtool $release (first time only, about 6 min on 2 cores)"
   local ld="-X github.com/prometheus/common/version.Version=$release"
   ld+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
   for b in promtool prometheus; do

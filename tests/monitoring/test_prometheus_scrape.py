@@ -1,7 +1,8 @@
 """The chart's PromQL against real data: a real Prometheus (the pinned build) scrapes a real
 radix_runtime server and the operator's metrics, with the chart's rules loaded; after some traffic
-every dashboard query returns series, every alert rule evaluates without error, and every series an
-alert reads exists.
+every dashboard query returns series, every alert rule evaluates without error, every series an
+alert reads exists with the labels it sums by, and the group restart shows on its panel and fires
+SGLangGroupRestarting (its threshold lowered to one restart).
 
 The scrape configs are the chart's monitors turned into plain Prometheus config: the runtime's
 target carries the pod labels Kubernetes service discovery would give a leader pod and goes through
@@ -83,13 +84,21 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def scraped(tiny_model, tmp_path_factory):
-    """Prometheus once it has scraped both targets through some traffic, and the rates have data."""
+    """Prometheus once it has scraped both targets through a group restart and some traffic, and
+    the rates have data.
+
+    The restart is what Kubernetes would show: group 0's leader process is replaced by a new one at
+    another address (a recreated pod gets a new IP; its name stays), and service discovery (a file
+    here) swaps the target."""
     work = tmp_path_factory.mktemp("monitoring")
-    docs = render(helm())
+    docs = render(helm(), "--set", "monitoring.rules.groupRestarts=1")  # so the one restart alerts
     pod_endpoint = one(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]
     op_endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
     started = []
     try:
+        first = RuntimeServer(tiny_model, ["--max-running-requests", "2"], work / "runtime-first.log")
+        started.append(first.stop)
+        time.sleep(0.5)  # the two processes' start times differ
         runtime = RuntimeServer(tiny_model, ["--max-running-requests", "2"], work / "runtime.log")
         started.append(runtime.stop)
         op_port = free_port()
@@ -97,12 +106,14 @@ def scraped(tiny_model, tmp_path_factory):
                                "--runtime-port", str(runtime.port), "--dead-port", str(free_port())],
                               cwd=REPO, stdout=open(work / "operator.log", "wb"), stderr=subprocess.STDOUT)
         started.append(lambda: terminate(op, 10))
-        runtime.wait_ready()
+        first.wait_ready()
+        targets = work / "runtime-targets.json"
+        discover(targets, first)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
                 {"job_name": "runtime", "metrics_path": pod_endpoint["path"],
-                 "static_configs": [{"targets": [f"127.0.0.1:{runtime.port}"], "labels": POD_META}],
+                 "file_sd_configs": [{"files": [str(targets)]}],
                  "relabel_configs": relabel_configs(pod_endpoint["relabelings"])},
                 {"job_name": "operator", "metrics_path": op_endpoint["path"],
                  "honor_labels": op_endpoint["honorLabels"],
@@ -110,24 +121,36 @@ def scraped(tiny_model, tmp_path_factory):
             ]}
         prom = Prometheus(work, config, {"groups": rule_groups(docs)})
         started.append(prom.stop)
-        wait_for(lambda: len(prom.query('up == 1')) == 2, 60, interval=0.2, what="both targets up",
+        wait_for(lambda: len(prom.query("up == 1")) == 2, 60, interval=0.2, what="both targets up",
                  ignore=lambda e: isinstance(e, (httpx.TransportError, json.JSONDecodeError)))
+        runtime.wait_ready()
+        wait_for(lambda: prom.query("count_over_time(process_start_time_seconds{deployment='tiny'}[1m]) >= 2"),
+                 30, interval=0.2, what="two scrapes of the first leader")
+        discover(targets, runtime)  # the group restarts: a new leader process at a new address
+        first.stop()
         traffic(runtime)
         # every rate() window needs a few samples after the traffic, and every rule its evaluations
         wait_for(lambda: prom.query("sum(rate(sglang:generation_tokens_total[20s])) > 0"
                                     " and sum(rate(sglang_operator_reconcile_errors_total[20s])) > 0"
-                                    " and count(sglang_operator_autoscaler_scales_total) > 0"),
-                 60, interval=0.5, what="rates of the traffic and of the operator's passes")
+                                    " and count(sglang_operator_autoscaler_scales_total) > 0"
+                                    " and sum(changes(process_start_time_seconds{deployment='tiny'}[1m])) > 0"),
+                 60, interval=0.5, what="rates of the traffic and of the operator's passes, the restart")
         time.sleep(3)
         yield prom
     except BaseException:
-        for name in ("runtime.log", "operator.log", "prometheus.log"):
-            if (work / name).exists():
-                print(f"--- {name}\n{(work / name).read_text(errors='replace')[-3000:]}")
+        for log in sorted(work.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
         raise
     finally:
         for stop in reversed(started):
             stop()
+
+
+def discover(path: Path, server: RuntimeServer) -> None:
+    """File service discovery: `server` is now the leader pod tiny-0 (an atomic replace)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{server.port}"], "labels": POD_META}]))
+    tmp.replace(path)
 
 
 def traffic(runtime: RuntimeServer) -> None:
@@ -166,6 +189,10 @@ def test_dashboard_panels_show_the_traffic(scraped):
     assert 0.5 < hit <= 1  # 15 of 16 prompts reuse 190 of their 191 tokens
     (group,) = scraped.query(q["Requests waiting per group [A]"])
     assert group["metric"] == {"namespace": "serving", "deployment": "tiny", "group": "0"}
+    (restarts,) = scraped.query(q["Group restarts (last hour) [A]"])
+    # one series across both processes (instance is the pod's name, not its address), one restart
+    assert restarts["metric"] == {"namespace": "serving", "deployment": "tiny", "group": "0"}
+    assert float(restarts["value"][1]) == 1
     (serving,) = values(scraped.query(q["Groups: wanted and serving [B]"]))
     assert serving == 1
     errors = scraped.query(q["Reconcile errors per second [A]"])
@@ -187,7 +214,7 @@ def _selectors(node) -> list[str]:
 
 def test_every_alert_evaluates_and_reads_series_that_exist(scraped):
     rules = {r["name"]: r for g in scraped.api("rules")["groups"] for r in g["rules"]}
-    expected = alerts(rule_groups(render(helm())))
+    expected = alerts(rule_groups(render(helm())))  # the defaults: the same series, other thresholds
     assert set(rules) == set(expected)
     for name, rule in rules.items():
         assert rule["health"] == "ok" and not rule.get("lastError"), (name, rule)
@@ -202,5 +229,7 @@ def test_every_alert_evaluates_and_reads_series_that_exist(scraped):
             # the labels it sums by are on the series (the monitors' relabelings and honorLabels);
             # the operator's process_start_time_seconds lacks them, and the alert's join drops it
             assert any(grouped_by <= s["metric"].keys() for s in series), (name, selector, series)
-    # and they are quiet on a healthy fleet
-    assert not [a for a in scraped.api("alerts")["alerts"] if a["state"] == "firing"]
+    # the restart alerts (its threshold is 1 here); the rest stay quiet
+    firing = [(a["labels"]["alertname"], a["labels"].get("group")) for a in scraped.api("alerts")["alerts"]
+              if a["state"] == "firing"]
+    assert firing == [("SGLangGroupRestarting", "0")]
