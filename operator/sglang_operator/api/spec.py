@@ -20,6 +20,7 @@ from .router import RouterSpec
 from .scheduling import SchedulingSpec
 from .secrets import API_KEY_ENV, ApiKeySecret, ImagePullSecrets
 from .service import ServiceSpec
+from .speculative import SPEC_RULES, SpeculativeSpec
 from .status import SGLangDeploymentStatus
 
 Engine = Literal["radix", "sglang"]
@@ -75,6 +76,9 @@ class SGLangDeploymentSpec(ApiModel):
     """Require this API key (`Authorization: Bearer KEY`) on every route but /health, /health_generate
     and /metrics. The leader reads it from a Secret through the SGLANG_API_KEY env var, never argv.
     engine: radix only; not with spec.router."""
+    speculative: SpeculativeSpec | None = None
+    """Speculative decoding (SGLang's --speculative-* flags): a draft model or n-gram lookup proposes
+    tokens the target verifies in one forward pass. Unset: off."""
 
     rules = (
         Rule(
@@ -98,6 +102,7 @@ class SGLangDeploymentSpec(ApiModel):
             check=lambda s: s.api_key_secret is None or all(e.name != API_KEY_ENV for e in s.env),
             field_path=".env",
         ),
+        *SPEC_RULES,
     )
 
 

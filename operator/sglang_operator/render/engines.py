@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api.spec import SGLangDeploymentSpec
+from ..api.speculative import SpeculativeSpec
 
 SERVER_PORT = 30000  # SGLang's default --port; the Service maps spec.service.port onto it
 DIST_INIT_PORT = 20000  # rank 0's torch.distributed rendezvous, reached via LWS_LEADER_ADDRESS
@@ -30,6 +31,7 @@ class LaunchConfig:
     group_size: int  # pods per group; > 1 needs the distributed-init flags
     port: int = SERVER_PORT
     shutdown_timeout: int | None = None
+    speculative: tuple[str, ...] = ()  # SGLang's --speculative-* flags, the same for both engines
 
     @classmethod
     def from_spec(cls, spec: SGLangDeploymentSpec) -> "LaunchConfig":
@@ -41,7 +43,22 @@ class LaunchConfig:
             pp=spec.parallelism.pp,
             group_size=spec.parallelism.group_size,
             shutdown_timeout=max(1, r.termination_grace_period_seconds - r.drain_seconds - SHUTDOWN_MARGIN_SECONDS),
+            speculative=tuple(speculative_flags(spec.speculative)),
         )
+
+
+def speculative_flags(sp: SpeculativeSpec | None) -> list[str]:
+    """spec.speculative as SGLang's flags (docs/speculative-decoding.md)."""
+    if sp is None:
+        return []
+    out = ["--speculative-algorithm", sp.algorithm]
+    if sp.draft_model is not None:
+        out += ["--speculative-draft-model-path", literal(sp.draft_model.path)]
+    for flag, value in (("--speculative-num-steps", sp.num_steps), ("--speculative-eagle-topk", sp.eagle_topk),
+                        ("--speculative-num-draft-tokens", sp.num_draft_tokens)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def literal(value: str) -> str:
@@ -76,7 +93,7 @@ def radix_args(cfg: LaunchConfig) -> list[str]:
     ]
     if cfg.shutdown_timeout is not None:
         args += ["--shutdown-timeout", str(cfg.shutdown_timeout)]
-    return args + _distributed_flags(cfg)
+    return args + list(cfg.speculative) + _distributed_flags(cfg)
 
 
 def sglang_args(cfg: LaunchConfig) -> list[str]:
@@ -87,7 +104,7 @@ def sglang_args(cfg: LaunchConfig) -> list[str]:
         "--tp-size", str(cfg.tp),
         "--pp-size", str(cfg.pp),
         "--enable-metrics",
-    ] + _distributed_flags(cfg)
+    ] + list(cfg.speculative) + _distributed_flags(cfg)
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,13 @@ def _model_volume(v: ModelVolume) -> dict[str, Any]:
 def _volumes(spec: SGLangDeploymentSpec) -> tuple[list[dict], list[dict]]:
     volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shared_memory}}]
     mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    if spec.model.volume is not None:
-        v = spec.model.volume
-        volumes.append({"name": "model", **_model_volume(v)})
-        mounts.append({"name": "model", "mountPath": v.mount_path, "readOnly": v.read_only})
+    own = [("model", spec.model.volume)]
+    if spec.speculative is not None and spec.speculative.draft_model is not None:
+        own.append(("draft-model", spec.speculative.draft_model.volume))
+    for name, v in own:
+        if v is not None:
+            volumes.append({"name": name, **_model_volume(v)})
+            mounts.append({"name": name, "mountPath": v.mount_path, "readOnly": v.read_only})
     hub_vols, hub_mounts = hub_volumes(spec)
     return volumes + hub_vols, mounts + hub_mounts
 

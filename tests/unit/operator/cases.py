@@ -151,6 +151,26 @@ INVALID: list[tuple[str, dict[str, Any], list[str], dict[str, list[str]]]] = [
         {},
     ),
     (
+        "speculative-eagle-on-radix",
+        spec(speculative={"algorithm": "EAGLE", "draftModel": {"path": "/d"}}),
+        ["spec.speculative.algorithm", "speculative.algorithm EAGLE, EAGLE3 and NEXTN need engine: sglang"],
+        {},
+    ),
+    (
+        "speculative-standalone-without-draft",
+        spec(speculative={"algorithm": "STANDALONE"}),
+        ["spec.speculative", "speculative.draftModel is required by STANDALONE"],
+        {},
+    ),
+    (
+        "speculative-draft-volume-on-the-models-mount",
+        spec(model={"path": "/models/m", "volume": {"hostPath": {"path": "/a"}}},
+             speculative={"algorithm": "STANDALONE", "draftModel": {
+                 "path": "/models/d", "volume": {"hostPath": {"path": "/b"}, "mountPath": "/models"}}}),
+        ["spec.speculative.draftModel.volume.mountPath", "must differ from model.volume.mountPath"],
+        {},
+    ),
+    (
         "duplicate-env",
         spec(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         ["spec.env", "Duplicate value"],

@@ -56,6 +56,7 @@ def test_examples_cover_the_advertised_shapes():
     assert any(s.parallelism.pp == 2 for s in specs.values())
     assert any(s.autoscaling.enabled for s in specs.values())
     assert any(s.engine == "sglang" for s in specs.values())
+    assert any(s.speculative is not None and s.speculative.draft_model is not None for s in specs.values())
 
 
 @pytest.mark.parametrize("case_id, manifest, both, per_layer", INVALID, ids=[c[0] for c in INVALID])
