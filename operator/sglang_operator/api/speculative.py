@@ -2,6 +2,7 @@
 SGLang's --speculative-* flags. The draft model has a path and, optionally, a volume of its own."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -20,16 +21,9 @@ class DraftModelVolume(ModelVolume):
     mount_path: AbsPath = DRAFT_MOUNT
     """Where the volume appears inside the container (must differ from model.volume.mountPath)."""
 
-    rules = (
-        Rule(
-            cel="[" + ", ".join(f"has(self.{s})" for s in VOLUME_SOURCES) + "].filter(x, x).size() == 1",
-            message="speculative.draftModel.volume must set exactly one of " + ", ".join(VOLUME_SOURCES),
-            check=lambda v: sum(
-                x is not None for x in (v.persistent_volume_claim, v.host_path, v.nfs, v.image)
-            )
-            == 1,
-        ),
-    )
+    # model.volume's rule, in this field's words
+    rules = (dataclasses.replace(ModelVolume.rules[0], message="speculative.draftModel.volume must set "
+                                 "exactly one of " + ", ".join(VOLUME_SOURCES)),)
 
 
 class DraftModel(ApiModel):
