@@ -54,7 +54,8 @@ class RadixEngine:
         self.spec = resolve_speculative(config)  # flag errors before the model loads
         self.tokenizer = Tokenizer(config.tokenizer_path or config.model_path)
         torch.manual_seed(config.random_seed)
-        model, hf_config, self.dtype, self.pool = load_shard(config, self.device)
+        model, hf_config, self.dtype, self.pool = load_shard(
+            config, self.device, self.spec.draft_model_path if self.spec else None)
         self.context_length = config.context_length or model.args.max_position_embeddings
         self.eos_token_ids = eos_token_ids(config.model_path, hf_config)
         if not self.eos_token_ids and self.tokenizer.eos_token_id is not None:

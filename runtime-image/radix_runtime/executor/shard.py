@@ -1,6 +1,9 @@
 """This process's device, its part of the model and the KV pool sized for what memory is left."""
 from __future__ import annotations
 
+import glob
+import os
+
 import torch
 
 from ..cache.kv_pool import KVPool
@@ -33,22 +36,37 @@ def check_parallel(config: EngineConfig) -> None:
                          "of that shape: start it with `python -m radix_runtime.launch_server`")
 
 
-def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int) -> int:
-    """KV slots this rank can hold (its layers and KV heads only); the group takes the minimum."""
+def _pool_size(cfg: EngineConfig, model, dtype, device, context_length: int,
+               draft: tuple[int, int] = (0, 0)) -> int:
+    """KV slots this rank can hold (its layers and KV heads only); the group takes the minimum.
+    draft: (KV bytes per token, weight bytes) of a speculative draft model loaded next, whose pool
+    has as many slots."""
     attn = model.attention_layers()
-    per_token = KVPool.bytes_per_token(len(attn), attn[0].kvh, attn[0].d, dtype)
+    per_token = KVPool.bytes_per_token(len(attn), attn[0].kvh, attn[0].d, dtype) + draft[0]
     if cfg.max_total_tokens:
         return cfg.max_total_tokens
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         frac = cfg.mem_fraction_static or 0.85
-        budget = total * frac - (total - free)  # what the weights left of our share
+        budget = total * frac - (total - free) - draft[1]  # what the weights left of our share
         return max(int(budget / per_token), context_length)
     return max(min(_CPU_KV_BYTES // per_token, _CPU_KV_TOKENS), context_length)
 
 
-def load_shard(config: EngineConfig, device: torch.device):
-    """This rank's part of the model and its KV pool -> (model, hf_config, dtype, pool)."""
+def draft_footprint(path: str, config: EngineConfig, device: torch.device) -> tuple[int, int]:
+    """(KV bytes per token, weight bytes) the STANDALONE draft at `path` will take."""
+    c = model_config(path)
+    heads = c["num_attention_heads"]
+    dtype = resolve_dtype(config.dtype, c, device)
+    per_token = KVPool.bytes_per_token(c["num_hidden_layers"], c.get("num_key_value_heads") or heads,
+                                       c.get("head_dim") or c["hidden_size"] // heads, dtype)
+    files = glob.glob(os.path.join(path, "*.safetensors"))
+    return per_token, sum(os.path.getsize(f) for f in files)
+
+
+def load_shard(config: EngineConfig, device: torch.device, draft_path: str | None = None):
+    """This rank's part of the model and its KV pool -> (model, hf_config, dtype, pool). The pool
+    leaves room for the draft model at draft_path (speculative decoding) and its KV."""
     check_parallel(config)
     hf_config = model_config(config.model_path)
     dtype = resolve_dtype(config.dtype, hf_config, device)
@@ -56,7 +74,8 @@ def load_shard(config: EngineConfig, device: torch.device):
     if current().pp_size > model.args.num_layers:
         raise ValueError(f"--pp-size {current().pp_size} exceeds the model's {model.args.num_layers} layers")
     context_length = config.context_length or model.args.max_position_embeddings
-    size = current().min_across(_pool_size(config, model, dtype, device, context_length))
+    draft = draft_footprint(draft_path, config, device) if draft_path else (0, 0)
+    size = current().min_across(_pool_size(config, model, dtype, device, context_length, draft))
     attn = model.attention_layers()
     pool = KVPool(size, len(attn), attn[0].kvh, attn[0].d, dtype, device)
     return model, hf_config, dtype, pool
