@@ -51,6 +51,18 @@ def for_degraded(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
     return []
 
 
+def for_model_download(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[Event]:
+    """Normal Events when pods start downloading spec.model.hub and when every pod has it (a failed
+    download is a Degraded reason: for_degraded's Warning)."""
+    if after is None:
+        return []
+    was = before or {}
+    if after.get("status") == "True" and was.get("status") != "True":
+        return [Event(NORMAL, "ModelDownloading", str(after.get("message")))]
+    if after.get("reason") == "Downloaded" and was.get("reason") != "Downloaded":
+        return [Event(NORMAL, "ModelDownloaded", str(after.get("message")))]
+    return []
+
 
 def for_router(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
                workers: list[Mapping[str, str]] | None, removed: Sequence[Ref] = ()) -> list[Event]:

@@ -25,6 +25,7 @@ from ..render.labels import lws_name
 from . import change_events, router
 from .apply import ApplyRejected, ChildConflict, apply_children
 from .handoff import ReconcilerOwnsReplicas, ReplicaHandoff
+from .model_download import MODEL_DOWNLOADING
 from .plan import CREATED, Change, desired_children
 from .status import DEGRADED, ROUTER_READY, Observed, Problem, changed, compute_status
 
@@ -150,6 +151,7 @@ class Reconciler:
                    + change_events.for_changes([c for c in out.changes if c.ref in mine],
                                                reconciled_before=find(stored, ROUTER_READY) is not None)
                    + change_events.for_degraded(find(stored, DEGRADED), find(status, DEGRADED) or {})
+                   + change_events.for_model_download(find(stored, MODEL_DOWNLOADING), find(status, MODEL_DOWNLOADING))
                    + change_events.for_router(find(stored, ROUTER_READY), find(status, ROUTER_READY),
                                               out.router_workers, routed.removed))
         return out

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from ..api.lws import spec_replicas
-from ..kube.conditions import condition, groups, of_types, with_transition_times
+from ..kube.conditions import condition, find, groups, of_types, with_transition_times
 from ..render import status_selector
 from ..render.labels import deployment_selector, selector_string
+from .model_download import MODEL_DOWNLOADING, download_degraded, downloading_condition, observe_downloads
 from .readiness import ready_groups
 
 READY, PROGRESSING, DEGRADED, ROUTER_READY = "Ready", "Progressing", "Degraded", "RouterReady"
-RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED, ROUTER_READY)
+RECONCILER_CONDITIONS = (READY, PROGRESSING, DEGRADED, ROUTER_READY, MODEL_DOWNLOADING)
 # The status fields the reconciler writes, each with no other writer: the autoscaler writes its own
 # (autoscale/report.py), kopf its bookkeeping (status.kopf).
 RECONCILER_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "desiredReplicas", "selector", "endpoint",
@@ -103,8 +104,9 @@ def _counts(lws: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> tuple[
     return spec_replicas(lws), have, min(ready_groups(lws, pods), have), int(st.get("updatedReplicas") or 0)
 
 
-def conditions(o: Observed) -> list[dict[str, Any]]:
-    """Ready, Progressing, Degraded (without timestamps)."""
+def conditions(o: Observed, previous_degraded: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Ready, Progressing, Degraded, RouterReady and ModelDownloading where they apply (without
+    timestamps). `previous_degraded` keeps a failed model download's reason while its pods retry."""
     pods = f"kubectl -n {o.namespace} get pods -l {selector_string(deployment_selector(o.name))}"
     p = o.problem
     if o.lws is None:
@@ -136,9 +138,15 @@ def conditions(o: Observed) -> list[dict[str, Any]]:
                                 f"{ready_n}/{want} groups ready; waiting for the rest.")
         else:
             progressing = condition(PROGRESSING, False, "Complete", f"All {groups(want)} updated and ready.")
-    degraded = condition(DEGRADED, True, p.reason, p.message) if p else condition(DEGRADED, False, "AsExpected", "")
+    downloads = observe_downloads(o.pods)
+    why = (p.reason, p.message) if p else download_degraded(downloads, o.namespace, previous_degraded)
+    degraded = condition(DEGRADED, True, *why) if why else condition(DEGRADED, False, "AsExpected", "")
     out = [ready, progressing, degraded]
-    return out + [router_condition(o.router)] if o.router is not None else out
+    if o.router is not None:
+        out.append(router_condition(o.router))
+    if downloads is not None:
+        out.append(downloading_condition(downloads, o.namespace))
+    return out
 
 
 def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
@@ -155,7 +163,8 @@ def compute_status(o: Observed, previous: Mapping[str, Any] | None, now: datetim
     endpoint = o.endpoint or previous.get("endpoint")  # a rejected spec keeps serving at the old address
     if endpoint:
         st["endpoint"] = endpoint
-    st["conditions"] = with_transition_times(conditions(o), previous.get("conditions") or [], now, o.generation)
+    st["conditions"] = with_transition_times(conditions(o, find(previous, DEGRADED)), previous.get("conditions") or [],
+                                             now, o.generation)
     return st
 
 

@@ -6,7 +6,8 @@ status, a Service's endpoints bookkeeping. Each used to cost a full pass (reads 
 children and its pods). An event is news when the part of the object a pass reads changed since
 the last event of the same object (by uid), or when the object is new or gone:
 - a pod: its uid, labels (group and worker index), deletion, Ready condition and IP (readiness.py
-  and the router's worker list read nothing else);
+  and the router's worker list read nothing else), and the state of its model-download init
+  container (model_download.py);
 - the LeaderWorkerSet and the router's Deployment: everything but resourceVersion and managedFields
   (their status feeds ours);
 - Services, PodDisruptionBudgets, the worker ConfigMap: the same without status, which no pass reads
@@ -20,13 +21,15 @@ import threading
 from typing import Any, Mapping
 
 from ..kube.conditions import pod_ready
+from .model_download import download_view
 
 STATUS_READ = frozenset({"LeaderWorkerSet", "Deployment"})
 
 
 def pod_view(pod: Mapping[str, Any]) -> Any:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    return [meta.get("uid"), meta.get("labels"), meta.get("deletionTimestamp"), pod_ready(pod), status.get("podIP")]
+    return [meta.get("uid"), meta.get("labels"), meta.get("deletionTimestamp"), pod_ready(pod), status.get("podIP"),
+            download_view(pod)]
 
 
 def child_view(obj: Mapping[str, Any]) -> Any:

@@ -22,7 +22,7 @@ LAYERS = [
     ["api"],
     ["render"],
     ["kube", "settings", "metrics"],
-    ["reconcile.diff", "reconcile.plan", "reconcile.readiness", "reconcile.status", "reconcile.change_events", "reconcile.handoff",
+    ["reconcile.diff", "reconcile.plan", "reconcile.readiness", "reconcile.status", "reconcile.model_download", "reconcile.change_events", "reconcile.handoff",
      "autoscale.decide", "autoscale.state", "autoscale.report"],
     ["reconcile", "autoscale", "leader"],
     ["handlers"],
