@@ -99,7 +99,10 @@ def scraped(tiny_model, tmp_path_factory):
         first = RuntimeServer(tiny_model, ["--max-running-requests", "2"], work / "runtime-first.log")
         started.append(first.stop)
         time.sleep(0.5)  # the two processes' start times differ
-        runtime = RuntimeServer(tiny_model, ["--max-running-requests", "2"], work / "runtime.log")
+        # the new leader decodes speculatively (its own weights as the draft: every draft accepted)
+        runtime = RuntimeServer(tiny_model, ["--max-running-requests", "2", "--speculative-algorithm", "STANDALONE",
+                                             "--speculative-draft-model-path", str(tiny_model),
+                                             "--speculative-num-steps", "3"], work / "runtime.log")
         started.append(runtime.stop)
         op_port = free_port()
         op = subprocess.Popen([sys.executable, "-m", "tests.monitoring.operator_metrics", "--port", str(op_port),
@@ -128,13 +131,15 @@ def scraped(tiny_model, tmp_path_factory):
                  30, interval=0.2, what="two scrapes of the first leader")
         discover(targets, runtime)  # the group restarts: a new leader process at a new address
         first.stop()
+        # discovery passes changes on every 5 s: the traffic starts once the new leader is scraped
+        wait_for(lambda: prom.query("changes(process_start_time_seconds{deployment='tiny'}[1m]) > 0"),
+                 30, interval=0.2, what="a scrape of the new leader")
         traffic(runtime)
         # every rate() window needs a few samples after the traffic, and every rule its evaluations
         wait_for(lambda: prom.query("sum(rate(sglang:generation_tokens_total[20s])) > 0"
                                     " and sum(rate(sglang_operator_reconcile_errors_total[20s])) > 0"
-                                    " and count(sglang_operator_autoscaler_scales_total) > 0"
-                                    " and sum(changes(process_start_time_seconds{deployment='tiny'}[1m])) > 0"),
-                 60, interval=0.5, what="rates of the traffic and of the operator's passes, the restart")
+                                    " and count(sglang_operator_autoscaler_scales_total) > 0"),
+                 60, interval=0.5, what="rates of the traffic and of the operator's passes")
         time.sleep(3)
         yield prom
     except BaseException:
@@ -189,6 +194,8 @@ def test_dashboard_panels_show_the_traffic(scraped):
     assert 0.5 < hit <= 1  # 15 of 16 prompts reuse 190 of their 191 tokens
     (group,) = scraped.query(q["Requests waiting per group [A]"])
     assert group["metric"] == {"namespace": "serving", "deployment": "tiny", "group": "0"}
+    accept_rate, accept_length = (values(scraped.query(q[f"Speculative decoding [{r}]"])) for r in "AB")
+    assert accept_rate == [1.0] and 3 < accept_length[0] <= 4  # up to 3 drafts + the target's own token
     (restarts,) = scraped.query(q["Group restarts (last hour) [A]"])
     # one series across both processes (instance is the pod's name, not its address), one restart
     assert restarts["metric"] == {"namespace": "serving", "deployment": "tiny", "group": "0"}
