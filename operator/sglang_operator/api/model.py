@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field
+from pydantic.alias_generators import to_snake
 
 from .base import ApiModel, Rule
 from .env import KeySelector
@@ -36,6 +37,16 @@ class ImageSource(ApiModel):
     """Image pull policy for the model image."""
 
 
+def exactly_one(where: str, sources: tuple[str, ...]) -> Rule:
+    """The rule of a volume-like object: exactly one of these (camelCase) fields is set."""
+    attrs = tuple(to_snake(s) for s in sources)
+    return Rule(
+        cel="[" + ", ".join(f"has(self.{s})" for s in sources) + "].filter(x, x).size() == 1",
+        message=f"{where} must set exactly one of " + ", ".join(sources),
+        check=lambda v: sum(getattr(v, a) is not None for a in attrs) == 1,
+    )
+
+
 VOLUME_SOURCES = ("persistentVolumeClaim", "hostPath", "nfs", "image")
 
 
@@ -55,16 +66,7 @@ class ModelVolume(ApiModel):
     read_only: bool = True
     """Mount read-only (set false to let the runtime download into the volume)."""
 
-    rules = (
-        Rule(
-            cel="[" + ", ".join(f"has(self.{s})" for s in VOLUME_SOURCES) + "].filter(x, x).size() == 1",
-            message="model.volume must set exactly one of " + ", ".join(VOLUME_SOURCES),
-            check=lambda v: sum(
-                x is not None for x in (v.persistent_volume_claim, v.host_path, v.nfs, v.image)
-            )
-            == 1,
-        ),
-    )
+    rules = (exactly_one("model.volume", VOLUME_SOURCES),)
 
 
 # A hub repo id: [org/]name of letters, digits, '-', '_' and '.' (huggingface_hub's validate_repo_id).
@@ -89,13 +91,7 @@ class ModelCache(ApiModel):
     empty_dir: CacheEmptyDir | None = None
     """A per-pod scratch volume: every pod downloads its own copy."""
 
-    rules = (
-        Rule(
-            cel="[has(self.persistentVolumeClaim), has(self.hostPath), has(self.emptyDir)].filter(x, x).size() == 1",
-            message="model.hub.cache must set exactly one of persistentVolumeClaim, hostPath, emptyDir",
-            check=lambda c: sum(x is not None for x in (c.persistent_volume_claim, c.host_path, c.empty_dir)) == 1,
-        ),
-    )
+    rules = (exactly_one("model.hub.cache", ("persistentVolumeClaim", "hostPath", "emptyDir")),)
 
 
 class HubSource(ApiModel):
