@@ -6,7 +6,8 @@
 #   tests/cluster/build.sh node     also the node test bed: kubelet, kube-proxy, the LWS
 #                                   controller, CoreDNS, kwok and the pause binary, plus the
 #                                   monitoring tools below
-#   tests/cluster/build.sh monitoring   also prometheus and promtool (chart rules and dashboard checks)
+#   tests/cluster/build.sh monitoring   also prometheus, promtool and the Prometheus Operator's CRDs
+#                                   (the chart's monitors, rules and dashboard checks)
 # Prints the cache directory last. Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -174,6 +175,18 @@ build_prometheus() {
   log "prometheus ready: $dir"
 }
 
+# The Prometheus Operator's CRDs for the objects the chart renders (PodMonitor, ServiceMonitor,
+# PrometheusRule): the monitoring tests validate them on the real API server.
+prometheus_operator_crds() {
+  local out="$cache/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" kind
+  local dir; dir=$(module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")
+  mkdir -p "$out"
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out/"
+  done
+  chmod u+w "$out"/*.yaml
+}
+
 # The sandbox ("pause") container: the real pause.c from the Kubernetes module, static.
 build_pause() {
   local out="$cache/bin/pause-$KUBERNETES_VERSION/pause"
@@ -197,5 +210,5 @@ if [ "${1:-}" = node ]; then
   build_coredns
   build_pause
 fi
-case "${1:-}" in node|monitoring) build_prometheus ;; esac
+case "${1:-}" in node|monitoring) build_prometheus; prometheus_operator_crds ;; esac
 echo "$cache"

@@ -31,14 +31,26 @@ def helm() -> Path:
     return ensure_binaries().helm
 
 
+def _build_when(missing: bool) -> None:
+    if missing:
+        print("monitoring: building prometheus and promtool, copying the Prometheus Operator's CRDs",
+              file=sys.stderr, flush=True)
+        subprocess.run([str(CLUSTER / "build.sh"), "monitoring"], stdout=subprocess.DEVNULL, check=True)
+
+
 def prometheus_tools() -> Prometheus:
     """The pinned prometheus and promtool, built first when missing (minutes, once)."""
     d = cache_dir() / "bin" / f"prometheus-{read_versions()['PROMETHEUS_VERSION']}"
     t = Prometheus(d / "promtool", d / "prometheus")
-    if not (os.access(t.promtool, os.X_OK) and os.access(t.prometheus, os.X_OK)):
-        print("monitoring: building prometheus and promtool", file=sys.stderr, flush=True)
-        subprocess.run([str(CLUSTER / "build.sh"), "monitoring"], stdout=subprocess.DEVNULL, check=True)
+    _build_when(not (os.access(t.promtool, os.X_OK) and os.access(t.prometheus, os.X_OK)))
     return t
+
+
+def prometheus_operator_crds() -> list[Path]:
+    """The pinned Prometheus Operator's PodMonitor, ServiceMonitor and PrometheusRule CRDs."""
+    d = cache_dir() / "crds" / f"prometheus-operator-{read_versions()['PROMETHEUS_OPERATOR_VERSION']}"
+    _build_when(len(list(d.glob("*.yaml"))) < 3)
+    return sorted(d.glob("*.yaml"))
 
 
 def render(helm: Path, *args: str, api: bool = True) -> list[dict]:
