@@ -261,6 +261,7 @@ class Scheduler:
                                  embeds=chunk_embeds(r, r.kv_len, n, self.runner.encode_images)
                                  if r.images else []))
         spec_q = self._propose(plan, seqs) if self.spec is not None else {}
+        trim: list[Req] = []  # verified, still running: rejected draft slots freed at once below
         last_hidden, full_logits = self.runner.forward(seqs)
         self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
@@ -268,6 +269,8 @@ class Scheduler:
         for i, (r, n) in enumerate(plan):
             if r.spec_k:
                 self._verify(r, full_logits[i], spec_q[i], outputs)
+                if not r.finished:
+                    trim.append(r)
                 continue
             if i in full_logits:
                 self._input_logprobs(r, r.kv_len, full_logits[i])
@@ -287,6 +290,10 @@ class Scheduler:
                 self._finish(r, {"type": "length", "length": 0}, outputs)
             else:
                 sample_idx.append(i)
+        if trim:  # one free for all (each copies the free list)
+            self.alloc.free(torch.cat([r.kv_slots[r.kv_len:] for r in trim]))
+            for r in trim:
+                r.kv_slots = r.kv_slots[:r.kv_len]
         if sample_idx:
             logits = self.runner.logits(last_hidden, sample_idx)
             self._sample([plan[i][0] for i in sample_idx], logits, outputs)
@@ -310,8 +317,8 @@ class Scheduler:
 
     def _verify(self, r: Req, logits: torch.Tensor, q: torch.Tensor | None,
                 outputs: list[EngineOutput]) -> None:
-        """Accept r's drafts against the target's logits [k+1, V]; append the tokens; free the KV
-        slots of the rejected ones."""
+        """Accept r's drafts against the target's logits [k+1, V] and append the tokens. The KV
+        slots of rejected drafts stay past kv_len until _run frees them."""
         drafts, k, p0 = r.spec_draft, r.spec_k, r.kv_len
         rows = [self._row(r, drafts[:j]) for j in range(k + 1)]
         probs = distribution(logits.float(), rows)
@@ -327,9 +334,6 @@ class Scheduler:
             self._append_token(r, t, mine)
             if r.finished:
                 break
-        if not r.finished:
-            self.alloc.free(r.kv_slots[r.kv_len:])
-            r.kv_slots = r.kv_slots[:r.kv_len]
         outputs.extend(mine[-1:])  # cumulative: the last update says it all
 
     def _sample(self, reqs: list[Req], logits: torch.Tensor, outputs: list[EngineOutput]) -> None:
