@@ -6,9 +6,11 @@ The init container of every pod with spec.model.hub runs this (the operator's re
 - lists the repo at the revision (resolved to a commit), then fetches each file into the
   huggingface_hub cache layout (`models--org--name/blobs/<etag>`, `snapshots/<commit>/<path>`,
   `refs/<revision>`), so upstream tools can read the same cache;
+- checks the free space for what is missing first, then fetches files four at a time;
 - resumes a file cut off by a killed pod: bytes go to `blobs/<etag>.incomplete` (a stable name, we
   hold the lock), and the next run asks for the rest with a Range request (huggingface_hub >= 1.0
-  writes to per-process temporary files and starts over);
+  writes to per-process temporary files and starts over); a resumed LFS file is checked against
+  its sha256 and fetched again when it differs;
 - logs progress lines (one every few seconds per file, no terminal control characters);
 - links the snapshot at --link, which the server's --model-path names;
 - on failure, writes `{"reason": ..., "message": ...}` to --termination-log (the pod's termination
@@ -25,6 +27,7 @@ import argparse
 import errno
 import fcntl
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +35,7 @@ import shutil
 import socket
 import sys
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,20 +64,29 @@ class FetchError(Exception):
 class RepoFileInfo:
     path: str
     size: int
+    etag: str  # the blob's name in the cache: the sha256 of an LFS file, else its git blob id
+
+    @property
+    def sha256(self) -> str | None:
+        return self.etag if len(self.etag) == 64 else None
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 class ProgressLog:
-    """A tqdm stand-in for huggingface_hub's http_get: a log line every `interval` seconds and at the end."""
+    """A tqdm stand-in for huggingface_hub's http_get: a log line every `interval` seconds while a
+    file downloads, and one when it ends."""
 
     interval = 5.0
 
     def __init__(self, *, desc: str = "", total: int | None = None, initial: int = 0, **_: object):
         self.desc, self.total, self.n = desc, total, initial
-        self.start, self.start_n, self.last = time.monotonic(), initial, 0.0
+        self.start = self.last = time.monotonic()
+        self.start_n, self.logged = initial, initial
 
     def __enter__(self) -> "ProgressLog":
         return self
@@ -83,18 +96,18 @@ class ProgressLog:
 
     def update(self, n: int | float | None = 1) -> None:
         self.n += int(n or 0)
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._line(now)
+        if time.monotonic() - self.last >= self.interval:
+            self._line()
 
-    def _line(self, now: float) -> None:
-        rate = (self.n - self.start_n) / max(now - self.start, 1e-3)
+    def _line(self) -> None:
+        self.last, self.logged = time.monotonic(), self.n
+        rate = (self.n - self.start_n) / max(self.last - self.start, 1e-3)
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         log.info("%s: %s of %s%s, %s/s", self.desc, _gib(self.n), _gib(self.total or 0), pct, _gib(rate))
 
     def close(self) -> None:
-        pass
+        if self.n != self.logged:
+            self._line()
 
 
 @contextmanager
@@ -165,11 +178,11 @@ def _classify(e: BaseException, repo_id: str, revision: str, endpoint: str) -> F
 
 
 class Fetcher:
-    def __init__(self, repo_id: str, revision: str, cache_dir: Path, endpoint: str | None = None):
+    def __init__(self, repo_id: str, revision: str, cache_dir: Path, endpoint: str | None = None, workers: int = 4):
         from huggingface_hub import HfApi, constants
         from huggingface_hub.file_download import repo_folder_name
 
-        self.repo_id, self.revision, self.cache = repo_id, revision, cache_dir
+        self.repo_id, self.revision, self.cache, self.workers = repo_id, revision, cache_dir, workers
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.api = HfApi(endpoint=self.endpoint)
         self.folder = repo_folder_name(repo_id=repo_id, repo_type="model")
@@ -191,7 +204,7 @@ class Fetcher:
 
         info = self.api.model_info(self.repo_id, revision=self.revision)
         assert info.sha, "the hub's model info has no sha"
-        files = [RepoFileInfo(f.path, f.size) for f in self.api.list_repo_tree(
+        files = [RepoFileInfo(f.path, f.size, f.lfs.sha256 if f.lfs else f.blob_id) for f in self.api.list_repo_tree(
             self.repo_id, revision=info.sha, recursive=True) if isinstance(f, RepoFile)]
         return info.sha, files
 
@@ -220,48 +233,71 @@ class Fetcher:
         files = select_files(files)
         total = sum(f.size for f in files)
         log.info("%s@%s is commit %s: %d files, %s", self.repo_id, self.revision, sha, len(files), _gib(total))
+        self._check_space(files)
         got = 0
-        for i, f in enumerate(files, 1):
-            got += self._file(sha, f, f"[{i}/{len(files)}] {f.path}")
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(files)))) as pool:
+            futures = [pool.submit(self._file, sha, f, f"[{i}/{len(files)}] {f.path}") for i, f in enumerate(files, 1)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in futures:
+                if fut in done and fut.exception() is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise fut.exception()  # type: ignore[misc]
+            got = sum(fut.result() for fut in futures)
         self._finish(sha, files)
         log.info("done in %.1fs: %s downloaded, %s were in the cache", time.monotonic() - t0, _gib(got),
                  _gib(total - got))
         return snapshot
 
-    def _file(self, sha: str, f: RepoFileInfo, desc: str) -> int:
+    def _blob(self, f: RepoFileInfo) -> Path:
+        return self.storage / "blobs" / f.etag
+
+    def _have(self, f: RepoFileInfo) -> tuple[bool, int]:
+        """(the blob is complete, bytes of its partial file)."""
+        blob = self._blob(f)
+        if blob.exists() and blob.stat().st_size == f.size:
+            return True, 0
+        partial = Path(f"{blob}.incomplete")
+        have = partial.stat().st_size if partial.exists() else 0
+        return False, have if have <= f.size else 0
+
+    def _check_space(self, files: list[RepoFileInfo]) -> None:
+        need = sum(f.size - have for f in files for complete, have in [self._have(f)] if not complete)
+        (self.storage / "blobs").mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.storage / "blobs").free
+        if need > free:
+            raise FetchError(DISK_FULL, f"the download needs {_gib(need)} more but the model cache has {_gib(free)} "
+                                        "free: give model.hub.cache more room")
+
+    def _file(self, sha: str, f: RepoFileInfo, desc: str, verify_resume: bool = True) -> int:
         """Fetch one file into blobs/ (resuming a partial one) and return the bytes transferred."""
         from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
         from huggingface_hub.file_download import http_get
         from huggingface_hub.utils import build_hf_headers
 
-        meta = get_hf_file_metadata(hf_hub_url(self.repo_id, f.path, revision=sha, endpoint=self.endpoint))
-        size = meta.size if meta.size is not None else f.size
-        blob = self.storage / "blobs" / str(meta.etag)
-        pointer = self.storage / "snapshots" / sha / f.path
-        if blob.exists() and blob.stat().st_size == size:
+        blob, pointer = self._blob(f), self.storage / "snapshots" / sha / f.path
+        complete, have = self._have(f)
+        if complete:
             log.info("%s: in the cache", desc)
             self._link_pointer(blob, pointer)
             return 0
-        blob.parent.mkdir(parents=True, exist_ok=True)
+        meta = get_hf_file_metadata(hf_hub_url(self.repo_id, f.path, revision=sha, endpoint=self.endpoint))
         partial = Path(f"{blob}.incomplete")
-        have = partial.stat().st_size if partial.exists() else 0
-        if have > size:
-            have = 0
-        free = shutil.disk_usage(blob.parent).free
-        if size - have > free:
-            raise FetchError(DISK_FULL, f"{f.path} needs {_gib(size - have)} more but the model cache has {_gib(free)} "
-                                        "free: give model.hub.cache more room")
-        log.info("%s: %s%s", desc, _gib(size), f", resuming at {_gib(have)}" if have else "")
+        log.info("%s: %s%s", desc, _gib(f.size), f", resuming at {_gib(have)}" if have else "")
         constants.DOWNLOAD_CHUNK_SIZE = CHUNK_BYTES
         with open(partial, "r+b" if have else "wb") as fh:
             fh.seek(have)
-            http_get(meta.location, fh, resume_size=have, headers=build_hf_headers(), expected_size=size,
+            http_get(meta.location, fh, resume_size=have, headers=build_hf_headers(), expected_size=f.size,
                      displayed_filename=desc, tqdm_class=ProgressLog)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
+        if have and f.sha256 and verify_resume and _sha256(partial) != f.sha256:
+            # The kept part was not what the hub serves (e.g. written by a pod whose lock did not hold).
+            log.warning("%s: the resumed file does not match its sha256; downloading it again", desc)
+            partial.unlink()
+            return self._file(sha, f, desc, verify_resume=False)
         os.replace(partial, blob)
         self._link_pointer(blob, pointer)
-        return size - have
+        return f.size - have
 
     @staticmethod
     def _link_pointer(blob: Path, pointer: Path) -> None:
@@ -283,6 +319,14 @@ class Fetcher:
             os.replace(tmp, ref)
         self.marks.mkdir(parents=True, exist_ok=True)
         (self.marks / f"{sha}.complete").write_text("\n".join(f.path for f in files) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def link(snapshot: Path, at: Path) -> None:
@@ -312,6 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--link", type=Path, help="symlink to create at this path, pointing at the snapshot")
     p.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT, else https://huggingface.co)")
     p.add_argument("--termination-log", help="write the failure reason here as JSON (the pod's termination message)")
+    p.add_argument("--max-workers", type=int, default=4, help="files downloaded at once")
     return p.parse_args(argv)
 
 
@@ -322,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     owner = os.environ.get("POD_NAME") or socket.gethostname()
     try:
-        snapshot = Fetcher(args.repo_id, args.revision, args.cache_dir, args.endpoint).run(owner)
+        snapshot = Fetcher(args.repo_id, args.revision, args.cache_dir, args.endpoint, args.max_workers).run(owner)
         if args.link:
             link(snapshot, args.link)
             log.info("%s -> %s", args.link, snapshot)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,4 +162,25 @@ def test_a_complete_snapshot_serves_while_the_hub_is_unreachable(hub, tiny_model
     assert fetch_model.main(_args(hub, cache)) == 0
     offline = ["--repo-id", "org/tiny", "--cache-dir", str(cache), "--endpoint", "http://127.0.0.1:9"]
     assert fetch_model.main([*offline, "--link", str(link)]) == 0
+    assert _same_files(link, tiny_model)
+
+
+def test_too_little_room_fails_before_downloading(hub, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    real = shutil.disk_usage
+    monkeypatch.setattr(fetch_model.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    err = _fail(hub, tmp_path, *_args(hub, tmp_path / "cache"))
+    assert err["reason"] == "DiskFull" and "free" in err["message"]
+    assert not [r for r in hub.requests if "/resolve/" in r.path]  # nothing was fetched
+
+
+def test_a_resumed_file_that_does_not_match_its_sha256_is_fetched_again(hub, tiny_model, tmp_path, monkeypatch):
+    cache, link = tmp_path / "cache", tmp_path / "model"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    blob = cache / "models--org--tiny" / "blobs" / hub.repos["org/tiny"].etag(WEIGHTS)
+    blob.parent.mkdir(parents=True)
+    Path(f"{blob}.incomplete").write_bytes(b"not the weights" * 100)
+    assert fetch_model.main(_args(hub, cache, "org/tiny", "--link", str(link))) == 0
+    resumed, again = hub.gets(WEIGHTS)
+    assert resumed.range == "bytes=1500-" and again.range is None
     assert _same_files(link, tiny_model)
