@@ -2,13 +2,12 @@
 SGLang's --speculative-* flags. The draft model has a path and, optionally, a volume of its own."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from .base import ApiModel, Rule
-from .model import VOLUME_SOURCES, AbsPath, ModelVolume
+from .model import VOLUME_SOURCES, AbsPath, ModelVolume, exactly_one
 
 Algorithm = Literal["STANDALONE", "NGRAM", "EAGLE", "EAGLE3", "NEXTN"]
 RADIX_ALGORITHMS = ("STANDALONE", "NGRAM")  # the others need upstream SGLang (engine: sglang)
@@ -21,9 +20,7 @@ class DraftModelVolume(ModelVolume):
     mount_path: AbsPath = DRAFT_MOUNT
     """Where the volume appears inside the container (must differ from model.volume.mountPath)."""
 
-    # model.volume's rule, in this field's words
-    rules = (dataclasses.replace(ModelVolume.rules[0], message="speculative.draftModel.volume must set "
-                                 "exactly one of " + ", ".join(VOLUME_SOURCES)),)
+    rules = (exactly_one("speculative.draftModel.volume", VOLUME_SOURCES),)
 
 
 class DraftModel(ApiModel):
