@@ -14,6 +14,7 @@ from radix_runtime.distributed.launcher import DIST_INIT_PORT, placement, sglang
 from radix_runtime.launch_server import engine_config, parse_args
 from sglang_operator.api.validate import parse_spec
 from sglang_operator.render import render_all
+from sglang_operator.render.engines import HUB_MODEL_PATH
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
 
@@ -60,7 +61,8 @@ def test_rendered_pods_start_the_launcher_where_lws_puts_them(path):
         else:
             assert command == ["python", "-m", "radix_runtime.launch_server"]
             parsed = parse_args(args, env)
-            assert engine_config(parsed).model_path == spec.model.path  # `$` and spaces survive
+            # `$` and spaces survive; a hub model is served from the download's link
+            assert engine_config(parsed).model_path == (spec.model.path or HUB_MODEL_PATH)
             # every pod, follower or leader, serves /health where its probes look
             http = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
             assert parsed.port == http and parsed.host == "0.0.0.0"
