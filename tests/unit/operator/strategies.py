@@ -108,6 +108,21 @@ def resources(draw) -> dict[str, Any]:
 
 
 @st.composite
+def speculative(draw, engine: str | None) -> dict[str, Any]:
+    """spec.speculative as api/speculative.py allows it for that engine."""
+    upstream = engine == "sglang"
+    algo = draw(st.sampled_from(["STANDALONE", "NGRAM"] + (["EAGLE", "EAGLE3", "NEXTN"] if upstream else [])))
+    draft = None
+    if algo != "NGRAM" and (algo != "NEXTN" or draw(st.booleans())):
+        draft = _omit_none({"path": draw(user_text), "volume": draw(maybe(volume))})
+    return _omit_none({
+        "algorithm": algo, "draftModel": draft, "numSteps": draw(maybe(st.integers(1, 8))),
+        "eagleTopk": draw(maybe(st.integers(1, 8) if upstream else st.just(1))),
+        "numDraftTokens": draw(maybe(st.integers(2, 16))),
+    })
+
+
+@st.composite
 def specs(draw) -> dict[str, Any]:
     envs = draw(st.lists(env_var, max_size=4, unique_by=lambda e: e["name"]))
     surge = draw(st.sampled_from([0, 1, "25%"]))
@@ -123,6 +138,7 @@ def specs(draw) -> dict[str, Any]:
                                                     max_size=3, unique_by=lambda r: r["name"]))),
             "model": _omit_none({"path": draw(user_text), "servedName": draw(maybe(user_text)), "volume": draw(maybe(volume))}),
             "engine": engine,
+            "speculative": draw(maybe(speculative(engine))),
             "image": draw(maybe(st.sampled_from(["registry.local/runtime:v1", "lmsysorg/sglang:v0.5.2"]))),
             "parallelism": draw(maybe(parallelism())),
             "resources": draw(maybe(resources())),
