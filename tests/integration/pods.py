@@ -19,9 +19,10 @@ from sglang_operator.render.labels import DEPLOYMENT_LABEL, lws_name
 from tests.support.kube import Api, wait_for_api
 
 
-def create_group(api: Api, name: str, group: int = 0, size: int = 1, *, ready: bool = False) -> list[str]:
+def create_group(api: Api, name: str, group: int = 0, size: int = 1, *, ready: bool = False,
+                 init_containers: tuple[str, ...] = ()) -> list[str]:
     """The pods of group `group` of the SGLangDeployment `name` (LWS's names: leader `<lws>-<g>`,
-    workers `<lws>-<g>-<w>`), with the given readiness; their names."""
+    workers `<lws>-<g>-<w>`), with the given readiness (and init containers of these names); their names."""
     names, lws = [], api.lws(name)
     owner = {"apiVersion": LWS_API_VERSION, "kind": LWS_KIND, "name": lws["metadata"]["name"],
              "uid": lws["metadata"]["uid"], "controller": True}
@@ -30,7 +31,9 @@ def create_group(api: Api, name: str, group: int = 0, size: int = 1, *, ready: b
         labels = {DEPLOYMENT_LABEL: name, LWS_NAME_LABEL: lws_name(name), LWS_GROUP_INDEX_LABEL: str(group),
                   LWS_WORKER_INDEX_LABEL: str(worker), LWS_TEMPLATE_REVISION_LABEL: "test"}
         api.core.create_namespaced_pod(api.ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": pod, "labels": labels, "ownerReferences": [owner]}, "spec": {"containers": [{"name": "runtime", "image": "sglang:test"}]}})
+            "name": pod, "labels": labels, "ownerReferences": [owner]}, "spec": {
+            "containers": [{"name": "runtime", "image": "sglang:test"}],
+            **({"initContainers": [{"name": c, "image": "sglang:test"} for c in init_containers]} if init_containers else {})}})
         set_ready(api, pod, ready)
         names.append(pod)
     return names
