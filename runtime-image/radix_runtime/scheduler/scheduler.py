@@ -163,8 +163,7 @@ class Scheduler:
         for r, n in plan:
             if free <= 0:
                 break
-            if (n != 1 or r.kv_len < len(r.input_ids) or r.grammar is not None or r.return_logprob
-                    or r.embedding):
+            if n != 1 or r.kv_len < len(r.input_ids) or r.grammar is not None or r.embedding:
                 continue
             limit = min(r.sampling.max_new_tokens - len(r.output_ids) - 1,
                         self.context_length - r.fill_len - 1, free)
@@ -320,6 +319,7 @@ class Scheduler:
         """Accept r's drafts against the target's logits [k+1, V] and append the tokens. The KV
         slots of rejected drafts stay past kv_len until _run frees them."""
         drafts, k, p0 = r.spec_draft, r.spec_k, r.kv_len
+        raw = logits.float().clone() if r.return_logprob else None  # logprobs: of the raw logits
         rows = [self._row(r, drafts[:j]) for j in range(k + 1)]
         probs = distribution(logits.float(), rows)
         greedy = r.sampling.temperature < 1e-6
@@ -328,9 +328,17 @@ class Scheduler:
         self.spec_draft_tokens_total += k
         self.spec_accepted_tokens_total += a
         r.spec_k, r.spec_draft = 0, None
+        tokens = [*drafts[:a], nxt]
+        if raw is not None:
+            chosen, top = logprobs_of(raw[:a + 1], torch.tensor(tokens), r.top_logprobs_num)
         mine: list[EngineOutput] = []
-        for j, t in enumerate([*drafts[:a], nxt], 1):
+        for j, t in enumerate(tokens, 1):
             r.kv_len = p0 + min(j, a) + 1  # KV is valid for the decode token and accepted drafts
+            if raw is not None:
+                r.output_logprobs.append((float(chosen[j - 1]), t))
+                if r.top_logprobs_num > 0:
+                    m = r.top_logprobs_num
+                    r.output_top_logprobs.append(list(zip(top[0][j - 1, :m].tolist(), top[1][j - 1, :m].tolist())))
             self._append_token(r, t, mine)
             if r.finished:
                 break

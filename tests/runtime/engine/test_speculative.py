@@ -172,3 +172,26 @@ def test_sampling_keeps_the_targets_distribution(tiny_model, near_draft, algo):
     cells = [(o, x) for o, x in zip(obs, exp) if x > 1e-9]
     chi2 = sum((o - x) ** 2 / x for o, x in cells)
     assert chi2 < _chi2_critical(len(cells) - 1), (chi2, len(cells), counts, exact)
+
+
+def test_logprobs_under_speculation_match_plain_decoding(tiny_model):
+    def run(**flags):
+        e = make_engine(tiny_model, **flags)
+        try:
+            req = EngineRequest(rid="lp", input_ids=[7, 8, 9, 10], sampling=greedy(12, ignore_eos=True),
+                                return_logprob=True, top_logprobs_num=3)
+            out, _ = asyncio.run(collect(e, req))
+            return out, e.stats()
+        finally:
+            shutdown(e)
+
+    plain, _ = run()
+    spec, st = run(speculative_algorithm="STANDALONE", speculative_draft_model_path=str(tiny_model))
+    assert st.spec_accepted_tokens_total > 0  # the logprobs came from verify passes
+    assert spec.output_ids == plain.output_ids
+    assert [t for _, t in spec.output_token_logprobs] == plain.output_ids
+    for (a, _), (b, _) in zip(spec.output_token_logprobs, plain.output_token_logprobs):
+        assert a == pytest.approx(b, abs=1e-4)
+    for ta, tb in zip(spec.output_top_logprobs, plain.output_top_logprobs):
+        assert [t for _, t in ta] == [t for _, t in tb]
+        assert [v for v, _ in ta] == pytest.approx([v for v, _ in tb], abs=1e-4)
