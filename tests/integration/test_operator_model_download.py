@@ -11,19 +11,12 @@ import pytest
 
 from sglang_operator.render.hub import DOWNLOAD_CONTAINER
 from tests.support.kube import Api, wait_for_api
-from tests.support.operator import Operator, example
+from tests.support.operator import example
 
 from .pods import create_group
+from .test_operator_reconcile import operator  # noqa: F401 - the module's operator process (all namespaces)
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def operator(cluster, tmp_path_factory):
-    op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator-logs"), "--all-namespaces")
-    yield op
-    assert op.alive(), f"the operator died during the module:\n{op.log_tail()}"
-    op.stop()
 
 
 def set_download(api: Api, pod: str, state: dict, last: dict | None = None) -> None:
