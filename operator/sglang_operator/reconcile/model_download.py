@@ -12,7 +12,7 @@ Failed downloads make Degraded True with reason `Model<reason>` (ModelUnauthoriz
 ModelRepoNotFound, ModelRevisionNotFound, ModelDiskFull, ModelCacheNotWritable, ModelNetworkError,
 ModelDownloadFailed). LeaderWorkerSet recreates a whole group when one of its containers restarts,
 so the failed pod and its message are soon gone and a fresh pod tries again: the reason stays until
-a pod finishes its download (`sticky`), instead of flapping between retries.
+every pod has the model (`sticky`), instead of flapping between retries.
 """
 from __future__ import annotations
 
@@ -128,6 +128,6 @@ def download_degraded(d: Downloads | None, namespace: str, previous: Mapping[str
 
 
 def sticky(d: Downloads, previous: Mapping[str, Any] | None) -> bool:
-    """Keep a download's Degraded reason while its retries run and no pod has finished."""
-    return (previous is not None and previous.get("status") == "True" and d.done == 0
+    """Keep a download's Degraded reason while its retries run: until every pod has the model."""
+    return (previous is not None and previous.get("status") == "True" and d.done < d.pods
             and str(previous.get("message") or "").startswith("The model download failed"))

@@ -186,14 +186,19 @@ def test_a_crash_without_a_message_is_download_failed_with_the_log_tail():
     assert "exit code 137, OOMKilled: last line" in c["Degraded"]["message"]
 
 
-def test_the_reason_stays_while_the_recreated_group_retries_and_clears_once_a_pod_has_the_model():
+def test_the_reason_stays_while_the_recreated_group_retries_and_clears_once_every_pod_has_the_model():
     failed = compute_status(Observed("x", "ns", 1, 1, "u", lws(1, 1, 0), None, [hub_pod(0, {"terminated": UNAUTHORIZED})]),
                             None, T0)
     # LWS recreated the group: a fresh pod downloads again, the failed one and its message are gone.
     retry = compute_status(Observed("x", "ns", 1, 1, "u", lws(1, 1, 0), None, [hub_pod(0, RUNNING)]), failed, T0)
     assert find(retry, "Degraded")["reason"] == "ModelUnauthorized"
     assert find(retry, "ModelDownloading")["reason"] == "Downloading"
-    fixed = compute_status(Observed("x", "ns", 1, 1, "u", lws(1, 1, 0), None, [hub_pod(0, DONE)]), retry, T0)
+    # Another pod having the model is not enough: the retrying one may fail again.
+    half = compute_status(Observed("x", "ns", 1, 1, "u", lws(1, 1, 0), None, [hub_pod(0, RUNNING), hub_pod(1, DONE)]),
+                          retry, T0)
+    assert find(half, "Degraded")["reason"] == "ModelUnauthorized"
+    fixed = compute_status(Observed("x", "ns", 1, 1, "u", lws(1, 1, 0), None, [hub_pod(0, DONE), hub_pod(1, DONE)]),
+                           half, T0)
     assert find(fixed, "Degraded")["status"] == "False"
     # Pods without the download container (a path source) never get the condition.
     assert "ModelDownloading" not in conds([pod(0, 0)])
