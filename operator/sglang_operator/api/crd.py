@@ -32,6 +32,8 @@ PRINTER_COLUMNS = [
     {"name": "Router", "type": "string", "jsonPath": '.status.conditions[?(@.type=="RouterReady")].reason',
      "description": "Reason of the RouterReady condition (empty: spec.router is off)"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Model", "type": "string", "jsonPath": '.status.conditions[?(@.type=="ModelDownloading")].reason',
+     "description": "Reason of the ModelDownloading condition (empty: not a model.hub source)", "priority": 1},
     {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
      "description": "What the Ready condition says to do next", "priority": 1},
 ]

@@ -98,7 +98,7 @@ def test_every_pydantic_model_rule_is_in_the_crd():
 def test_printer_columns_and_subresources():
     version = build_crd()["spec"]["versions"][0]
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Ready", "Replicas", "Desired", "Queue", "Engine", "Status", "Router", "Age", "Message"]
+        "Ready", "Replicas", "Desired", "Queue", "Engine", "Status", "Router", "Age", "Model", "Message"]
     assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]][-1] == 1  # Message: -o wide only
     assert version["subresources"]["scale"] == {
         "specReplicasPath": ".spec.parallelism.dp",
