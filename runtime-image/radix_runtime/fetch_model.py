@@ -231,6 +231,8 @@ class Fetcher:
             log.info("%s@%s (%s) is already in the cache", self.repo_id, self.revision, sha)
             return snapshot
         files = select_files(files)
+        if not files:
+            raise FetchError(FAILED, f"{self.repo_id}@{self.revision} has no files: check model.hub.id and revision")
         total = sum(f.size for f in files)
         log.info("%s@%s is commit %s: %d files, %s", self.repo_id, self.revision, sha, len(files), _gib(total))
         self._check_space(files)

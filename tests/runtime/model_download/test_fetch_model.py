@@ -134,6 +134,9 @@ def test_failures_name_a_reason_in_the_termination_message(hub, tmp_path, monkey
     assert err["reason"] == "RepoNotFound" and "model.hub.id" in err["message"]
     err = _fail(hub, tmp_path, "--repo-id", "org/tiny", "--revision", "v9", *base, monkeypatch=monkeypatch)
     assert err["reason"] == "RevisionNotFound" and "'v9'" in err["message"]
+    hub.add_repo("org/empty")
+    err = _fail(hub, tmp_path, "--repo-id", "org/empty", *base, monkeypatch=monkeypatch)
+    assert err["reason"] == "DownloadFailed" and "has no files" in err["message"]
     dead = ["--cache-dir", str(tmp_path / "empty"), "--endpoint", "http://127.0.0.1:9"]  # nothing listens
     err = _fail(hub, tmp_path, "--repo-id", "org/tiny", *dead, monkeypatch=monkeypatch)
     assert err["reason"] == "NetworkError"
