@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..core.forward_batch import SeqInput
@@ -41,11 +42,9 @@ def ngram_lookup(ids: list[int], limit: int, min_window: int, max_window: int) -
     n = len(ids)
     if limit <= 0 or n < min_window + 1:
         return []
-    last = ids[-1]
+    arr = np.asarray(ids)
     best_len, best_end = 0, -1
-    for e in range(n - 2, -1, -1):  # e: end of an earlier occurrence
-        if ids[e] != last:
-            continue
+    for e in np.flatnonzero(arr[:-1] == arr[-1])[::-1].tolist():  # earlier ends, most recent first
         m = 1
         while m < max_window and m <= e and ids[e - m] == ids[n - 1 - m]:
             m += 1
