@@ -4,8 +4,9 @@
 # OCI archive that the node test bed imports into its containerd (tests/cluster/node.py).
 # Cached keyed on the inputs (Dockerfile, pyproject.toml, the package sources, the base recipe):
 # a second run with nothing changed does nothing. Prints the image names last.
-#   tests/cluster/images.sh [operator|runtime|previous ...]    (default: all three; previous is the
-#   operator image of PREVIOUS_RELEASE, for the chart upgrade test)
+#   tests/cluster/images.sh [operator|runtime|previous|smg ...]    (default: all four; previous is
+#   the operator image of PREVIOUS_RELEASE, for the chart upgrade test; smg is the router, built
+#   from its PyPI wheel by tests/cluster/smg.Dockerfile)
 # Env: SGLANG_FLEET_CACHE (default ~/.cache/sglang-fleet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,39 +66,44 @@ build_base() {
 }
 
 # -- our images ---------------------------------------------------------------------------------
-inputs_key() {  # the image's inputs: its Dockerfile, the packaging files and the package sources
-  local dockerfile=$1
+inputs_key() {  # dockerfile sources: the image's inputs (its Dockerfile, the packaging files, the
+  # package sources it copies)
+  local dockerfile=$1 sources=$2
   (cd "$repo" && { echo "$BASE_IMAGE"; sha256sum "$dockerfile" pyproject.toml README.md;
-    git ls-files -co --exclude-standard operator runtime-image | grep -v '/Dockerfile$' | sort | xargs sha256sum; }) \
+    git ls-files -co --exclude-standard "$sources" | grep -v '/Dockerfile$' | sort | xargs sha256sum; }) \
     | sha256sum | cut -c1-12
 }
 
-bud_and_export() {  # dockerfile context image archive
+bud_and_export() {  # dockerfile context image archive [more bud flags]
   # the host's CA bundle, because HTTPS to PyPI is re-signed on our machines; pip's downloads are
   # kept in the build's cache mount under $dir/tmp between builds
   bh bud --pull=never --network host --layers=true -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-    -f "$1" -t "$3" "$2" >/dev/null
+    "${@:5}" -f "$1" -t "$3" "$2" >/dev/null
   log "exporting $3"
   bh push -q "$3" "oci-archive:$4.part:$3"
   mv "$4.part" "$4"
 }
 
-build_image() {  # name dockerfile note -> exports $dir/archives/<name>-<key>.tar
-  local name=$1 dockerfile=$2 note=$3 key image archive t0
-  key=$(inputs_key "$dockerfile")
+build_keyed() {  # name key dockerfile context note [bud flags] -> $dir/archives/<name>-<key>.tar
+  local name=$1 key=$2 dockerfile=$3 context=$4 note=$5 image archive t0
+  shift 5
   image="localhost/sglang-fleet/$name:$key"
   archive="$dir/archives/$name-$key.tar"
   echo "$image" > "$dir/$name.current"
   [ -f "$archive" ] && return
   t0=$(date +%s)
-  log "building $image from $dockerfile ($note)"
+  log "building $image from ${dockerfile#"$repo"/} ($note)"
   rm -f "$dir/archives/$name-"*.tar
-  bud_and_export "$repo/$dockerfile" "$repo" "$image" "$archive"
+  bud_and_export "$dockerfile" "$context" "$image" "$archive" "$@"
   log "$image ready in $(( $(date +%s) - t0 ))s ($(du -h "$archive" | cut -f1) archive)"
   # older tags of this image are no use; their layers stay shared with the new one where equal
   bh images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/sglang-fleet/$name:" | grep -v ":$key$" \
     | xargs -r -n1 sh -c 'CONTAINERS_STORAGE_CONF="$0" buildah rmi "$1" >/dev/null 2>&1 || true' "$dir/storage.conf" || true
+}
+
+build_image() {  # name dockerfile sources note: one of our images, keyed on its inputs
+  build_keyed "$1" "$(inputs_key "$2" "$3")" "$repo/$2" "$repo" "$4"
 }
 
 # The operator image of the release an upgrade test starts from (PREVIOUS_RELEASE in versions.env):
@@ -121,24 +127,37 @@ build_previous() {
   log "$image ready in $(( $(date +%s) - t0 ))s"
 }
 
+# The router image: the pinned `smg` wheel (SMG_VERSION in api/router.py) on our base.
+build_smg() {
+  local version key ctx
+  version=$(sed -n 's/^SMG_VERSION = "\(.*\)"$/\1/p' "$repo/operator/sglang_operator/api/router.py")
+  [ -n "$version" ] || { echo "no SMG_VERSION in operator/sglang_operator/api/router.py" >&2; exit 1; }
+  key=$( { echo "$BASE_IMAGE smg==$version"; sha256sum < "$here/smg.Dockerfile"; } | sha256sum | cut -c1-12)
+  ctx=$(mktemp -d "$dir/tmp/smg.XXXXXX")  # the image needs nothing of the repository
+  build_keyed smg "$key" "$here/smg.Dockerfile" "$ctx" "smg $version from PyPI, about 1 min" \
+    --build-arg SMG_VERSION="$version"
+  rmdir "$ctx"
+}
+
 command -v buildah >/dev/null || { echo "buildah is missing (tests/cluster/node-deps.sh installs it)" >&2; exit 1; }
 # shellcheck source=versions.env
 source "$here/versions.env"
 bh rm --all >/dev/null 2>&1 || true   # working containers left by a killed build
 build_base
-targets=("${@:-operator runtime previous}")
+targets=("${@:-operator runtime previous smg}")
 for t in ${targets[*]}; do
   case $t in
     previous) build_previous ;;
-    operator) build_image sglang-operator operator/Dockerfile "about 1 min, 180 MB" ;;
-    runtime) build_image radix-runtime runtime-image/Dockerfile \
+    smg) build_smg ;;
+    operator) build_image sglang-operator operator/Dockerfile operator/sglang_operator "about 1 min, 180 MB" ;;
+    runtime) build_image radix-runtime runtime-image/Dockerfile runtime-image/radix_runtime \
       "torch with its CUDA libraries: ~6 GB; ~6 min and a 3 GB download the first time, ~2 min after a code change" ;;
-    *) echo "unknown image '$t' (operator, runtime, previous)" >&2; exit 2 ;;
+    *) echo "unknown image '$t' (operator, runtime, previous, smg)" >&2; exit 2 ;;
   esac
 done
 for t in ${targets[*]}; do
   case $t in
     operator) cat "$dir/sglang-operator.current" ;; runtime) cat "$dir/radix-runtime.current" ;;
-    previous) cat "$dir/previous-sglang-operator.current" ;;
+    previous) cat "$dir/previous-sglang-operator.current" ;; smg) cat "$dir/smg.current" ;;
   esac
 done

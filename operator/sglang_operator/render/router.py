@@ -25,6 +25,9 @@ MANIFEST_KEY = "workers.json"
 MANIFEST_DIR = "/etc/smg/workers"
 DISCOVERY_INTERVAL_S = 5
 HEALTH_INTERVAL_S = 5
+# SMG binds unprivileged ports and reads one mounted file: it runs as a non-root uid (the published
+# image sets no user, so the uid is given here), with no capabilities and a read-only root.
+ROUTER_UID = 65532
 
 
 
@@ -96,11 +99,15 @@ def render_router_deployment(name: str, namespace: str, spec: SGLangDeploymentSp
         "livenessProbe": {"httpGet": {"path": "/liveness", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "volumeMounts": [{"name": "workers", "mountPath": MANIFEST_DIR, "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "readOnlyRootFilesystem": True},
     }
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # file discovery: no API access needed
+        "securityContext": {"runAsNonRoot": True, "runAsUser": ROUTER_UID, "runAsGroup": ROUTER_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": [{"name": "workers", "configMap": {"name": workers_configmap_name(name)}}],
     }

@@ -35,6 +35,10 @@ def test_deployment_args_are_argv_and_no_api_access():
     assert c["args"][c["args"].index("--policy") + 1] == "cache_aware"
     assert "--discovery-provider" in c["args"] and pod_spec["automountServiceAccountToken"] is False
     assert {p["name"] for p in c["ports"]} == {"http", "metrics"}
+    # non-root although the published image sets no user; nothing to escalate to, nothing to write
+    assert pod_spec["securityContext"]["runAsNonRoot"] and pod_spec["securityContext"]["runAsUser"] != 0
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True}
     # router pods carry no deployment label, so the -api Service and the PDB never select them
     assert "sglangfleet.dev/deployment" not in dep["spec"]["template"]["metadata"]["labels"]
 
