@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
-import httpx
 from kubernetes import client
 
 from tests.support import fleet
+from tests.support.load import Load, e2e_fleet
 from tests.support.waiting import wait_for
-
-# Probe timings for tests: notice a stopped runtime in seconds, never restart it for that.
-FAST_PROBES = {"startup": {"periodSeconds": 2, "failureThreshold": 150},
-               "readiness": {"periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 1},
-               "liveness": {"periodSeconds": 10, "failureThreshold": 100}}
-
-
-def manifest(bed, models_dir: str, name: str, **kw) -> dict:
-    doc = fleet.cpu_fleet(name, bed.images["radix-runtime"], models_dir, **kw)
-    doc["spec"]["probes"] = FAST_PROBES
-    return doc
 
 
 def container_pids(pod) -> list[int]:
@@ -42,7 +30,7 @@ def ready_column(bed, ns: str, name: str) -> dict[str, str]:
 
 
 def test_readiness_flows_from_runtime_health_to_the_ready_condition_and_back(bed, models_dir, ns):
-    fleet.apply(bed, ns, manifest(bed, models_dir, "ready", dp=1))
+    fleet.apply(bed, ns, e2e_fleet(bed, models_dir, "ready", dp=1))
     fleet.wait_ready(bed, ns, "ready")
     cols = ready_column(bed, ns, "ready")
     assert (cols["READY"], cols["STATUS"]) == ("1", "AllGroupsReady")
@@ -64,62 +52,8 @@ def test_readiness_flows_from_runtime_health_to_the_ready_condition_and_back(bed
     assert again.metadata.uid == leader.metadata.uid and again.status.container_statuses[0].restart_count == 0
 
 
-class Load:
-    """Requests through a Service from `clients` threads until stopped; counts what the user sees."""
-
-    def __init__(self, url: str, clients: int, max_new_tokens: int = 8):
-        self.url, self.max_new = url, max_new_tokens
-        self.sent = self.ok = 0
-        self.failures: list[tuple[float, str]] = []
-        self.ok_times: list[float] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self.threads:
-            t.join(timeout=150)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=120) as c:
-            while not self._stop.is_set():
-                t = time.monotonic()
-                try:
-                    r = c.post(f"{self.url}/generate", json={
-                        "input_ids": fleet.PROMPT_IDS, "sampling_params": {
-                            "max_new_tokens": self.max_new, "temperature": 0, "ignore_eos": True}})
-                    good = r.status_code == 200
-                    why = f"HTTP {r.status_code}"
-                except httpx.HTTPError as e:
-                    good, why = False, f"{type(e).__name__}: {e}"
-                with self._lock:
-                    self.sent += 1
-                    if good:
-                        self.ok += 1
-                        self.ok_times.append(time.monotonic())
-                    else:
-                        self.failures.append((t, why))
-                if not good:
-                    time.sleep(0.1)
-
-    def longest_failure_window(self) -> float:
-        """Longest time between two successes that had failures in between."""
-        times = sorted(self.ok_times)
-        worst = 0.0
-        for a, b in zip(times, times[1:]):
-            if any(a < t < b for t, _ in self.failures):
-                worst = max(worst, b - a)
-        return worst
-
-
 def test_autoscaler_adds_and_removes_real_groups_under_real_load(bed, models_dir, ns):
-    doc = manifest(bed, models_dir, "auto", dp=1, runtime_args=["--max-running-requests", "1"])
+    doc = e2e_fleet(bed, models_dir, "auto", dp=1, runtime_args=["--max-running-requests", "1"])
     doc["spec"]["autoscaling"] = {
         "enabled": True, "minReplicas": 1, "maxReplicas": 2, "targetPerReplica": 1, "pollIntervalSeconds": 2,
         "scaleUp": {"stabilizationWindowSeconds": 0}, "scaleDown": {"stabilizationWindowSeconds": 20}}
@@ -144,7 +78,7 @@ def test_autoscaler_adds_and_removes_real_groups_under_real_load(bed, models_dir
 
 
 def test_rolling_update_under_load_fails_no_request(bed, models_dir, ns):
-    doc = manifest(bed, models_dir, "roll", dp=2)
+    doc = e2e_fleet(bed, models_dir, "roll", dp=2)
     doc["spec"]["rollout"] = {"maxSurge": 1, "maxUnavailable": 0, "drainSeconds": 5}
     fleet.apply(bed, ns, doc)
     fleet.wait_ready(bed, ns, "roll")
@@ -178,7 +112,7 @@ def test_rolling_update_under_load_fails_no_request(bed, models_dir, ns):
 
 
 def test_killing_one_pod_of_a_tp2_group_restarts_the_group_and_traffic_avoids_it(bed, models_dir, ns):
-    fleet.apply(bed, ns, manifest(bed, models_dir, "tp", tp=2, dp=2))
+    fleet.apply(bed, ns, e2e_fleet(bed, models_dir, "tp", tp=2, dp=2))
     fleet.wait_ready(bed, ns, "tp", timeout=420)
     url = fleet.service_url(bed, ns, "tp")
     pods = fleet.lws_pods(bed, ns, "tp")
@@ -206,7 +140,7 @@ def test_killing_one_pod_of_a_tp2_group_restarts_the_group_and_traffic_avoids_it
 
 
 def test_deleting_the_deployment_removes_every_pod_service_and_pdb(bed, models_dir, ns):
-    fleet.apply(bed, ns, manifest(bed, models_dir, "gone", dp=1))
+    fleet.apply(bed, ns, e2e_fleet(bed, models_dir, "gone", dp=1))
     fleet.wait_ready(bed, ns, "gone")
     fleet.kubectl(bed, "delete", "sgld", "gone", "-n", ns, "--wait=true")
     core, policy, apps = (client.CoreV1Api(bed.api_client()), client.PolicyV1Api(bed.api_client()),
