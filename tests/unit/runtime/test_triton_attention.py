@@ -1,0 +1,149 @@
+"""The Triton paged-attention kernels (layers/triton_attention.py) against the PyTorch reference
+backend (TorchPagedAttention), on CPU tensors under Triton's interpreter: decode (GQA group sizes 1
+and 4, lengths 1 and non-multiples of the block, several KV splits), extend (cached prefixes of 0
+and > 0 tokens, ragged new-token counts), mixed batches, sliding windows, float32 and bfloat16;
+the KV sits in scattered pool slots, as the radix cache leaves it."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+
+# Triton reads TRITON_INTERPRET when a kernel is decorated (triton.jit at the module's import) and
+# again at launch (3.x), so the module is imported (afresh) with it set and each test sets it
+# (`interpret` below); outside, the variable is as it was, for the rest of the session.
+_saved = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+try:
+    sys.modules.pop("radix_runtime.layers.triton_attention", None)
+    ta = importlib.import_module("radix_runtime.layers.triton_attention")
+finally:
+    if _saved is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _saved
+
+from radix_runtime.cache.kv_pool import KVPool  # noqa: E402
+from radix_runtime.core.forward_batch import ExtendSeq, ForwardBatch  # noqa: E402
+from radix_runtime.layers.attention import TorchPagedAttention  # noqa: E402
+
+torch.set_num_threads(1)
+D = 16
+
+
+@pytest.fixture(autouse=True)
+def interpret(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 2e-2}
+
+
+def _batch(shapes, h, kvh, dtype, seed=0, size=400):
+    """A pool with each sequence's cached context in scattered slots, and the ForwardBatch of one
+    step over shapes [(context length incl. new tokens, new tokens)], decodes (n == 1) first, as the
+    model runner lays it out. -> (pool, fb, q, k, v)."""
+    g = torch.Generator().manual_seed(seed)
+    pool = KVPool(size, 1, kvh, D, dtype, "cpu")
+    perm = torch.randperm(size, generator=g) + 1
+    slots, new_k, new_v, off = [], [], [], 0
+    for lk, n in shapes:
+        s = perm[off:off + lk]
+        off += lk
+        slots.append(s)
+        kk = torch.randn(lk, kvh, D, generator=g).to(dtype)
+        vv = torch.randn(lk, kvh, D, generator=g).to(dtype)
+        pool.k[0][s[:lk - n]], pool.v[0][s[:lk - n]] = kk[:lk - n], vv[:lk - n]
+        new_k.append(kk[lk - n:])
+        new_v.append(vv[lk - n:])
+    t = sum(n for _, n in shapes)
+    q = torch.randn(t, h, D, generator=g).to(dtype)
+    dec = [i for i, (_, n) in enumerate(shapes) if n == 1]
+    fb = ForwardBatch(input_ids=torch.zeros(t, dtype=torch.long), positions=None,
+                      out_loc=torch.cat([s[lk - n:] for s, (lk, n) in zip(slots, shapes)]),
+                      num_decode=len(dec))
+    assert dec == list(range(len(dec))), "decodes first"
+    if dec:
+        fb.decode_table = torch.nn.utils.rnn.pad_sequence([slots[i] for i in dec], batch_first=True)
+        lens = torch.tensor([shapes[i][0] for i in dec])
+        fb.decode_mask = torch.arange(fb.decode_table.shape[1])[None, :] < lens[:, None]
+    q_start = len(dec)
+    for i in range(len(dec), len(shapes)):
+        fb.extends.append(ExtendSeq(q_start, shapes[i][1], slots[i]))
+        q_start += shapes[i][1]
+    return pool, fb, q, torch.cat(new_k), torch.cat(new_v)
+
+
+def _reference(pool, fb, q, k, v, window=None):
+    ref_pool = KVPool(pool.size, 1, pool.k[0].shape[1], D, pool.k[0].dtype, "cpu")
+    ref_pool.k[0].copy_(pool.k[0])
+    ref_pool.v[0].copy_(pool.v[0])
+    return TorchPagedAttention(ref_pool, D ** -0.5).forward(q, k, v, 0, fb, window)
+
+
+def _max_err(a, b):
+    return (a.float() - b.float()).abs().max().item()
+
+
+@pytest.mark.parametrize("group", [1, 4])
+@pytest.mark.parametrize("splits", [1, 3, 8])
+def test_decode(group, splits):
+    kvh = 2
+    shapes = [(1, 1), (5, 1), (16, 1), (17, 1), (61, 1)]  # 1, < / = / > one block of 16, several
+    pool, fb, q, k, v = _batch(shapes, group * kvh, kvh, torch.float32, seed=group * 10 + splits)
+    want = _reference(pool, fb, q, k, v)
+    pool.write(0, fb.out_loc, k, v)
+    got = ta.decode_attention(q, pool.k[0], pool.v[0], fb.decode_table, fb.decode_mask.sum(1),
+                              D ** -0.5, num_splits=splits, block_n=16)
+    assert _max_err(got, want) < TOL[torch.float32]
+
+
+def test_decode_sliding_window():
+    pool, fb, q, k, v = _batch([(3, 1), (20, 1), (50, 1)], 8, 2, torch.float32, seed=3)
+    want = _reference(pool, fb, q, k, v, window=7)
+    pool.write(0, fb.out_loc, k, v)
+    got = ta.decode_attention(q, pool.k[0], pool.v[0], fb.decode_table, fb.decode_mask.sum(1),
+                              D ** -0.5, window=7, num_splits=2, block_n=16)
+    assert _max_err(got, want) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_extend(group):
+    # (context, new): fresh prefills of ragged lengths (one block and a bit, two blocks and a bit)
+    # and extends over cached prefixes (shorter than a block, several blocks); blocks of 16
+    shapes = [(5, 5), (33, 33), (27, 7), (61, 16), (40, 19)]
+    kvh = 2
+    pool, fb, q, k, v = _batch(shapes, group * kvh, kvh, torch.float32, seed=group)
+    want = _reference(pool, fb, q, k, v)
+    meta, slots, max_q = ta.extend_meta([s.q_start for s in fb.extends], [s.q_len for s in fb.extends],
+                                        [s.kv_slots for s in fb.extends], torch.device("cpu"))
+    pool.write(0, fb.out_loc, k, v)
+    out = ta.extend_attention(q, k, v, pool.k[0], pool.v[0], meta, slots, max_q, D ** -0.5,
+                              block_m=16, block_n=16)
+    assert _max_err(out, want) < TOL[torch.float32]
+
+
+def test_one_token_extend():
+    """An extend of one new token (the runner sends those as decodes, the kernel takes them too)."""
+    pool, fb, q, k, v = _batch([(9, 1)], 4, 2, torch.float32, seed=5)
+    want = _reference(pool, fb, q, k, v)
+    s = fb.decode_table[0]
+    meta, slots, max_q = ta.extend_meta([0], [1], [s], torch.device("cpu"))
+    pool.write(0, fb.out_loc, k, v)
+    out = ta.extend_attention(q, k, v, pool.k[0], pool.v[0], meta, slots, max_q, D ** -0.5,
+                              block_m=16, block_n=16)
+    assert _max_err(out, want) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("window", [None, 6])
+def test_mixed_batch_through_the_backend(dtype, window):
+    """Decodes and extends in one step through TritonPagedAttention.forward (the model's call)."""
+    shapes = [(1, 1), (23, 1), (40, 1), (18, 18), (30, 12), (9, 2)]
+    pool, fb, q, k, v = _batch(shapes, 8, 2, dtype, seed=7)
+    want = _reference(pool, fb, q, k, v, window)
+    got = ta.TritonPagedAttention(pool, D ** -0.5).forward(q, k, v, 0, fb, window)
+    assert got.dtype == dtype
+    assert _max_err(got, want) < TOL[dtype]
