@@ -19,7 +19,8 @@ import logging
 import os
 import sys
 
-from radix_runtime.core.config import DTYPE_ALIASES, DTYPES, EngineConfig, ServerConfig
+from radix_runtime.core.config import (ATTENTION_BACKENDS, DTYPE_ALIASES, DTYPES, EngineConfig,
+                                       ServerConfig)
 from radix_runtime.core.spec_config import ALGORITHMS as SPEC_ALGORITHMS
 from radix_runtime.core.spec_config import DEFAULT_NUM_STEPS as SPEC_DEFAULT_STEPS
 from radix_runtime.core.spec_config import UPSTREAM_ONLY as SPEC_UPSTREAM_ONLY
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dtype", choices=["auto", *DTYPES, *DTYPE_ALIASES])
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
     m.add_argument("--context-length", type=int)
+    m.add_argument("--attention-backend", metavar="{" + ",".join(ATTENTION_BACKENDS) + "}",
+                   help="attention kernels over the paged KV pool: triton (default on CUDA) or "
+                        "torch_native (the PyTorch reference, default elsewhere); upstream's "
+                        "others (fa3, flashinfer, ...) with --engine sglang")
 
     c = p.add_argument_group("structured output")
     c.add_argument("--grammar-backend", choices=["xgrammar"],
@@ -183,8 +188,11 @@ def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namesp
         parser.parse_args(argv)  # the usual "unrecognized arguments" error
     try:
         placement(args, env)
-        if args.engine != "sglang":  # upstream checks its own (and has EAGLE etc.)
+        if args.engine != "sglang":  # upstream checks its own (and has EAGLE etc., fa3 etc.)
             resolve_speculative(engine_config(args))
+            if args.attention_backend not in (None, *ATTENTION_BACKENDS):
+                raise ValueError(f"--attention-backend {args.attention_backend}: radix_runtime has "
+                                 f"{', '.join(ATTENTION_BACKENDS)} (the others: --engine sglang)")
     except ValueError as e:
         parser.error(str(e))
     if args.api_key is None:

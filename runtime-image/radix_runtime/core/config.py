@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 DTYPES = ("float32", "float16", "bfloat16")
 DTYPE_ALIASES = {"half": "float16", "float": "float32"}  # SGLang's --dtype accepts these too
+ATTENTION_BACKENDS = ("torch_native", "triton")  # SGLang's names for the two we implement
 
 
 @dataclass
@@ -15,6 +16,7 @@ class EngineConfig:
     tokenizer_path: str | None = None  # --tokenizer-path
     dtype: str = "auto"  # --dtype: auto|float32|float16|bfloat16 (aliases resolved here)
     device: str = "auto"  # --device: auto|cpu|cuda
+    attention_backend: str | None = None  # --attention-backend: torch_native|triton (default: triton on CUDA)
     context_length: int | None = None  # --context-length (default: the model's)
     page_size: int = 1  # --page-size
     max_total_tokens: int | None = None  # --max-total-tokens (KV pool size)

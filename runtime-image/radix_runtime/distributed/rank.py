@@ -97,7 +97,7 @@ def _follow(config, p, rank, device, health, timeout: float) -> int:
         health.start()
         torch.manual_seed(config.random_seed)
         model, _, _, pool = load_shard(config, device)
-        stage = StageRunner(ModelRunner(model, pool, device), g)
+        stage = StageRunner(ModelRunner(model, pool, device, config.attention_backend), g)
         log.info("rank %d ready: layers [%d, %d), %d KV slots", rank, model.model.start,
                  model.model.end, pool.size)
         follow(stage)

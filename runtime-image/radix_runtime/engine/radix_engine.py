@@ -64,7 +64,7 @@ class RadixEngine:
         self.takes_images = getattr(model, "is_vision", False)
         print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
               file=sys.stderr, flush=True)
-        self.runner = ModelRunner(model, self.pool, self.device)
+        self.runner = ModelRunner(model, self.pool, self.device, config.attention_backend)
         if wrap_runner is not None:  # rank 0 of a group: every step goes to all ranks
             self.runner = wrap_runner(self.runner)
         self.group = current()
@@ -94,7 +94,8 @@ class RadixEngine:
             return NgramProposer(spec.num_drafts, spec.ngram_min_window, spec.ngram_max_window)
         draft, pool = load_draft(spec.draft_model_path, self.config, self.device, self.pool.size,
                                  self.context_length, self.vocab_size)
-        return DraftModelProposer(ModelRunner(draft, pool, self.device), spec.num_drafts)
+        runner = ModelRunner(draft, pool, self.device, self.config.attention_backend)
+        return DraftModelProposer(runner, spec.num_drafts)
 
     # -- the loop thread ------------------------------------------------------------------------
     def _loop(self) -> None:

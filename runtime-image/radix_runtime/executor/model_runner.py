@@ -12,14 +12,14 @@ import torch
 
 from ..cache.kv_pool import KVPool
 from ..core.forward_batch import ExtendSeq, ForwardBatch, SeqInput
-from ..layers.attention import TorchPagedAttention
+from ..layers.attention import make_backend
 
 
 class ModelRunner:
-    def __init__(self, model, pool: KVPool, device: torch.device):
+    def __init__(self, model, pool: KVPool, device: torch.device, attention_backend: str | None = None):
         self.model, self.pool, self.device = model, pool, device
         scale = model.args.head_dim ** -0.5
-        self.backend = TorchPagedAttention(pool, scale)  # the place for a fast GPU backend
+        self.backend = make_backend(attention_backend, pool, scale, device)  # --attention-backend
         for attn in model.attention_layers():
             attn.backend = self.backend
 

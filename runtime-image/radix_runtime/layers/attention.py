@@ -4,16 +4,45 @@
 sequence's context back through its slot list. Decode tokens of all sequences go through one
 batched, masked, grouped-query matmul (K/V are not expanded per head); extend (prefill) sequences
 each run torch's scaled_dot_product_attention (flash / memory-efficient kernels on GPU, so long
-prompts never materialize a full score matrix). A fast paged GPU backend (FlashInfer / Triton
-kernels reading the pool directly) plugs in with the same `forward` signature.
+prompts never materialize a full score matrix). `make_backend` picks it or the Triton kernels
+(layers/triton_attention.py, reading the pool directly), which have the same `forward` signature.
 """
 from __future__ import annotations
+
+import logging
+import os
 
 import torch
 import torch.nn.functional as F
 
 from ..cache.kv_pool import KVPool
+from ..core.config import ATTENTION_BACKENDS
 from ..core.forward_batch import ForwardBatch
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(name: str | None, pool: KVPool, scale: float, device: torch.device):
+    """The --attention-backend: torch_native (the reference) or triton; None: triton on CUDA
+    (torch_native if triton cannot be imported), torch_native elsewhere. triton needs a CUDA device,
+    or Triton's interpreter (TRITON_INTERPRET=1, CPU tensors, for tests)."""
+    if name not in (None, *ATTENTION_BACKENDS):
+        raise ValueError(f"--attention-backend {name!r}: one of {', '.join(ATTENTION_BACKENDS)}")
+    if name is None:
+        name = "torch_native"
+        if torch.device(device).type == "cuda":
+            try:
+                from . import triton_attention  # noqa: F401
+                name = "triton"
+            except ImportError as e:
+                log.warning("triton unavailable (%s): attention runs on torch_native", e)
+    if name == "torch_native":
+        return TorchPagedAttention(pool, scale)
+    if torch.device(device).type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("--attention-backend triton needs a CUDA device (--device cuda)")
+    from .triton_attention import TritonPagedAttention  # GPU-only code: imported when chosen
+
+    return TritonPagedAttention(pool, scale)
 
 
 def _grouped_attention(q, k, v, mask, scale):

@@ -68,8 +68,11 @@ def test_sglang_gets_our_flags_verbatim_plus_what_lws_implies():
 
 def test_unknown_flags_are_errors_for_our_engine_only(capsys):
     with pytest.raises(SystemExit):
-        parse_args(["--model-path", "/m", "--attention-backend", "fa3"], {})
+        parse_args(["--model-path", "/m", "--enable-dp-attention"], {})
     assert "unrecognized arguments" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a flag we have, with a value only upstream has
+        parse_args(["--model-path", "/m", "--attention-backend", "fa3"], {})
+    assert "torch_native, triton (the others: --engine sglang)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("layers,pp", [(2, 2), (7, 3), (80, 8), (5, 5)])
