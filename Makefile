@@ -69,7 +69,7 @@ crds: venv
 demo: venv node-bins images
 	@$(PY) -m tests.e2e.demo
 
-# Benchmarks, not tests: shared-prefix cache on/off, structured output and speculative decoding (bench), SMG routing
+# Benchmarks, not tests: shared-prefix cache on/off, structured output, speculative decoding and per-step overhead vs HF (bench), SMG routing
 # policies (bench.routing), the operator at 1,000 SGLangDeployments on the node bed (bench.operator_scale).
 bench: venv node-bins
 	$(PY) -m bench

@@ -1,6 +1,7 @@
 """`python -m bench`: the shared-prefix benchmark, radix cache on vs off, side by side, then the
 structured-output row (bench/structured.py: output tokens/s with a JSON schema vs unconstrained)
-and the speculative-decoding rows (bench/speculative.py: tokens per target forward and tokens/s).
+the speculative-decoding rows (bench/speculative.py: tokens per target forward and tokens/s) and
+the per-step overhead table (bench/cpu_step.py: our engine vs HF `generate` at batch 32).
 
 Starts two real servers on the same tiny checkpoint (one with --disable-radix-cache), sends each
 the same workload (G groups x R requests sharing a P-token prefix per group) with streaming
@@ -175,7 +176,11 @@ def main(argv=None) -> int:
                           "--num-layers", str(args.num_layers)]
                          + (["--model-path", args.model_path] if args.model_path else []))
     print()
-    return rc or speculative.main([])
+    rc = speculative.main([]) or rc
+    print()
+    from bench import cpu_step
+
+    return cpu_step.main(["--threads", "1"]) or rc
 
 
 if __name__ == "__main__":

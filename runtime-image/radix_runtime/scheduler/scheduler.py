@@ -11,6 +11,9 @@ thread-safe: the engine calls it from its loop thread under a lock.
 """
 from __future__ import annotations
 
+import os
+import time
+from dataclasses import dataclass
 
 import torch
 
@@ -27,6 +30,23 @@ from .multimodal import chunk_embeds
 from .request import Req
 from .sampling import SampleRow, distribution, logprobs_of, sample
 from .speculative import verify
+
+
+@dataclass
+class StepTiming:
+    """Always-on step counters (two perf_counter calls per step): wall time of whole steps and of
+    the model's part (runner.forward + runner.logits), for all steps and for pure-decode steps.
+    On CUDA the forward is asynchronous, so "model" ends at the launch unless RADIX_SYNC_TIMING=1
+    (a synchronize after the model's part; costs a little)."""
+    steps: int = 0
+    step_s: float = 0.0
+    model_s: float = 0.0
+    decode_steps: int = 0
+    decode_step_s: float = 0.0
+    decode_model_s: float = 0.0
+
+
+_SYNC_TIMING = os.environ.get("RADIX_SYNC_TIMING") == "1"
 
 
 class Scheduler:
@@ -62,6 +82,8 @@ class Scheduler:
         self.spec_drafts_total = 0  # (request, round) pairs that verified drafts
         self.spec_draft_tokens_total = 0
         self.spec_accepted_tokens_total = 0
+        self.timing = StepTiming()
+        self._model_s = 0.0  # this step's model time (set by _run)
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
@@ -135,6 +157,7 @@ class Scheduler:
     # -- one step -----------------------------------------------------------------------------
     @torch.inference_mode()
     def step(self) -> list[EngineOutput]:
+        t0 = time.perf_counter()
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
         while not plan and len(self.running) > 1:
@@ -154,7 +177,23 @@ class Scheduler:
             return []
         if self.spec is not None:
             self._reserve_drafts(plan)
-        return self._run(plan)
+        decode = all(n == 1 and r.kv_len >= len(r.input_ids) for r, n in plan)
+        self._model_s = 0.0
+        outputs = self._run(plan)
+        dt, tm = time.perf_counter() - t0, self.timing
+        tm.steps += 1
+        tm.step_s += dt
+        tm.model_s += self._model_s
+        if decode:
+            tm.decode_steps += 1
+            tm.decode_step_s += dt
+            tm.decode_model_s += self._model_s
+        return outputs
+
+    def _model_done(self, t0: float) -> None:
+        if _SYNC_TIMING and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._model_s += time.perf_counter() - t0
 
     def _reserve_drafts(self, plan: list[tuple[Req, int]]) -> None:
         """Draft slots for decoding requests, from free slots only (drafting never evicts cache):
@@ -261,7 +300,9 @@ class Scheduler:
                                  if r.images else []))
         spec_q = self._propose(plan, seqs) if self.spec is not None else {}
         trim: list[Req] = []  # verified, still running: rejected draft slots freed at once below
+        t0 = time.perf_counter()
         last_hidden, full_logits = self.runner.forward(seqs)
+        self._model_done(t0)
         self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
         sample_idx: list[int] = []
@@ -294,7 +335,9 @@ class Scheduler:
             for r in trim:
                 r.kv_slots = r.kv_slots[:r.kv_len]
         if sample_idx:
+            t0 = time.perf_counter()
             logits = self.runner.logits(last_hidden, sample_idx)
+            self._model_done(t0)
             self._sample([plan[i][0] for i in sample_idx], logits, outputs)
         return outputs
 
