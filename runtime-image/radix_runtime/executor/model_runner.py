@@ -8,6 +8,8 @@ group each rank has one over its shard, driven by group_runner.py.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..cache.kv_pool import KVPool
@@ -22,9 +24,14 @@ class ModelRunner:
         self.backend = make_backend(attention_backend, pool, scale, device)  # --attention-backend
         for attn in model.attention_layers():
             attn.backend = self.backend
+        # seconds forward() spent around the model (batch preparation, picking the last rows):
+        # the scheduler's step counters take them out of the model's share
+        self.host_s = 0.0
 
     def batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
         """The ForwardBatch of seqs (decode first) and the order its rows are in."""
+        if all(len(s.token_ids) == 1 and not s.embeds for s in seqs):
+            return self._decode_batch(seqs), list(range(len(seqs)))
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].token_ids) != 1)
         ids, pos, loc, extends, dec_slots, mm_rows, mm = [], [], [], [], [], [], []
         for i in order:
@@ -58,25 +65,49 @@ class ModelRunner:
             fb.decode_mask = (torch.arange(table.shape[1])[None, :] < lens[:, None]).to(dev)
         return fb, order
 
+    def _decode_batch(self, seqs: list[SeqInput]) -> ForwardBatch:
+        """batch() when every sequence decodes one token: whole-batch tensor ops, no per-sequence
+        slicing (the new token's slot is the last of each slot list)."""
+        dev = self.device
+        pos = torch.tensor([s.start_pos for s in seqs], dtype=torch.long)
+        table = torch.nn.utils.rnn.pad_sequence([s.kv_slots for s in seqs], batch_first=True,
+                                                padding_value=0)
+        return ForwardBatch(
+            input_ids=torch.tensor([s.token_ids[0] for s in seqs], dtype=torch.long).to(dev),
+            positions=pos.to(dev),
+            out_loc=table.gather(1, pos[:, None]).flatten().to(dev),
+            num_decode=len(seqs),
+            decode_table=table.to(dev),
+            decode_mask=(torch.arange(table.shape[1])[None, :] <= pos[:, None]).to(dev),
+        )
+
     @torch.inference_mode()
     def forward(self, seqs: list[SeqInput]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """-> (last-token hidden states [B, hidden] in seqs order, {i: logits [n, V]} for seqs
         that asked for all positions)."""
+        t0 = time.perf_counter()
         fb, order = self.batch(seqs)
-        return self.outputs(seqs, order, self.model(fb))
+        t1 = time.perf_counter()
+        hidden = self.model(fb)
+        t2 = time.perf_counter()
+        out = self.outputs(seqs, order, hidden)
+        self.host_s += (t1 - t0) + (time.perf_counter() - t2)
+        return out
 
     def outputs(self, seqs: list[SeqInput], order: list[int], hidden: torch.Tensor):
         """The final hidden states [T, hidden] of batch(seqs) -> forward()'s result."""
-        last = torch.empty(len(seqs), hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
+        rows = [0] * len(seqs)  # seqs[i]'s last token's row in hidden
         full: dict[int, torch.Tensor] = {}
         off = 0
         for i in order:
             n = len(seqs[i].token_ids)
-            last[i] = hidden[off + n - 1]
+            rows[i] = off + n - 1
             if seqs[i].all_logits:
                 full[i] = self.model.logits(hidden[off:off + n])
             off += n
-        return last, full
+        if rows == list(range(len(seqs))):  # all decodes, in order: no gather
+            return hidden[:len(seqs)], full
+        return hidden[torch.tensor(rows, device=hidden.device)], full
 
     @torch.inference_mode()
     def encode_images(self, pixels: list) -> list[torch.Tensor]:

@@ -35,7 +35,8 @@ from .speculative import verify
 @dataclass
 class StepTiming:
     """Always-on step counters (two perf_counter calls per step): wall time of whole steps and of
-    the model's part (runner.forward + runner.logits), for all steps and for pure-decode steps.
+    the model's part (runner.forward + runner.logits, less the runner's host-side batch preparation,
+    `host_s`), for all steps and for pure-decode steps.
     On CUDA the forward is asynchronous, so "model" ends at the launch unless RADIX_SYNC_TIMING=1
     (a synchronize after the model's part; costs a little)."""
     steps: int = 0
@@ -190,10 +191,11 @@ class Scheduler:
             tm.decode_model_s += self._model_s
         return outputs
 
-    def _model_done(self, t0: float) -> None:
+    def _model_done(self, t0: float, host0: float = 0.0) -> None:
+        """Count the model's time since t0, less the runner's host-side work since host0."""
         if _SYNC_TIMING and torch.cuda.is_available():
             torch.cuda.synchronize()
-        self._model_s += time.perf_counter() - t0
+        self._model_s += time.perf_counter() - t0 - (getattr(self.runner, "host_s", 0.0) - host0)
 
     def _reserve_drafts(self, plan: list[tuple[Req, int]]) -> None:
         """Draft slots for decoding requests, from free slots only (drafting never evicts cache):
@@ -300,9 +302,9 @@ class Scheduler:
                                  if r.images else []))
         spec_q = self._propose(plan, seqs) if self.spec is not None else {}
         trim: list[Req] = []  # verified, still running: rejected draft slots freed at once below
-        t0 = time.perf_counter()
+        t0, host0 = time.perf_counter(), getattr(self.runner, "host_s", 0.0)
         last_hidden, full_logits = self.runner.forward(seqs)
-        self._model_done(t0)
+        self._model_done(t0, host0)
         self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
         sample_idx: list[int] = []
@@ -335,9 +337,9 @@ class Scheduler:
             for r in trim:
                 r.kv_slots = r.kv_slots[:r.kv_len]
         if sample_idx:
-            t0 = time.perf_counter()
+            t0, host0 = time.perf_counter(), getattr(self.runner, "host_s", 0.0)
             logits = self.runner.logits(last_hidden, sample_idx)
-            self._model_done(t0)
+            self._model_done(t0, host0)
             self._sample([plan[i][0] for i in sample_idx], logits, outputs)
         return outputs
 
