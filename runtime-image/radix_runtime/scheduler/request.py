@@ -52,6 +52,8 @@ class Req:
     input_logprobs: list[tuple[float | None, int]] = field(default_factory=list)
     embedding_out: list[float] | None = None
     seed_gen: torch.Generator | None = None
+    stop_ids: frozenset[int] | None = None  # EOS (unless ignore_eos) + stop_token_ids, once known
+    plain_greedy: bool | None = None  # sampling.plain_greedy(sampling), once known
     grammar: object = None  # grammar.backend.GrammarState when the output is constrained
     # speculative decoding, this step only: draft tokens to verify (their KV slots follow the
     # decode slot in kv_slots) and, for NGRAM, the proposal itself (scheduler/speculative.py)

@@ -23,6 +23,13 @@ class SampleRow:
     generator: torch.Generator | None = None
 
 
+def plain_greedy(p: SamplingParams) -> bool:
+    """Greedy with nothing that changes the logits first (bias, penalties): the token is the
+    argmax, once min_new_tokens no longer masks stop tokens."""
+    return (p.temperature < 1e-6 and not p.logit_bias and p.repetition_penalty == 1.0
+            and not p.frequency_penalty and not p.presence_penalty)
+
+
 def apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
     """In place on float32 logits [B, V]; only rows that ask for something cost anything."""
     vocab = logits.shape[1]

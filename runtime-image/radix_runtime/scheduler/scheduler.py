@@ -28,7 +28,7 @@ from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
 from .multimodal import chunk_embeds
 from .request import Req
-from .sampling import SampleRow, distribution, logprobs_of, sample
+from .sampling import SampleRow, distribution, logprobs_of, plain_greedy, sample
 from .speculative import verify
 
 
@@ -223,9 +223,11 @@ class Scheduler:
                 decodes.remove(victim)
             self._retract(victim)
             retracted = True
-        for r in decodes:
-            r.kv_slots = torch.cat((r.kv_slots, self._alloc(1)))
-            plan.append((r, 1))
+        if decodes:  # one allocation for all of them
+            new = self._alloc(len(decodes))
+            for j, r in enumerate(decodes):
+                r.kv_slots = torch.cat((r.kv_slots, new[j:j + 1]))
+                plan.append((r, 1))
         budget = self.budget
         for r in self.running:
             if r.remaining > 1 and budget > 0:
@@ -389,16 +391,26 @@ class Scheduler:
                 break
         outputs.extend(mine[-1:])  # cumulative: the last update says it all
 
+    def _argmax_only(self, r: Req) -> bool:
+        """r's next token is the argmax of its raw logits (what sample() would pick)."""
+        if r.plain_greedy is None:
+            r.plain_greedy = plain_greedy(r.sampling)
+        return (r.plain_greedy and r.grammar is None
+                and (len(r.output_ids) >= r.sampling.min_new_tokens or not self._stop_ids(r)))
+
     def _sample(self, reqs: list[Req], logits: torch.Tensor, outputs: list[EngineOutput]) -> None:
         lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
         raw = logits[lp_rows].clone() if lp_rows else None
-        if self.grammar is not None:
-            self.grammar.apply_masks(logits, [r.grammar for r in reqs])
-        # a grammar decides when a stop token may come: min_new_tokens does not mask it then
-        rows = [SampleRow(r.sampling, r.input_ids, r.output_ids,
-                          set() if r.grammar is not None else self._stop_ids(r), r.seed_gen)
-                for r in reqs]
-        next_ids = sample(logits, rows, self.generator).tolist()
+        if all(self._argmax_only(r) for r in reqs):  # the common batch: one argmax, no rows
+            next_ids = logits.argmax(-1).tolist()
+        else:
+            if self.grammar is not None:
+                self.grammar.apply_masks(logits, [r.grammar for r in reqs])
+            # a grammar decides when a stop token may come: min_new_tokens does not mask it then
+            rows = [SampleRow(r.sampling, r.input_ids, r.output_ids,
+                              set() if r.grammar is not None else self._stop_ids(r), r.seed_gen)
+                    for r in reqs]
+            next_ids = sample(logits, rows, self.generator).tolist()
         if lp_rows:
             top_n = max(reqs[j].top_logprobs_num for j in lp_rows)
             chosen, top = logprobs_of(raw, torch.tensor([next_ids[j] for j in lp_rows]), top_n)
@@ -411,11 +423,13 @@ class Scheduler:
         for r, t in zip(reqs, next_ids):
             self._append_token(r, t, outputs)
 
-    def _stop_ids(self, r: Req) -> set[int]:
-        ids = set(r.sampling.stop_token_ids or ())
-        if not r.sampling.ignore_eos:
-            ids |= self.eos_ids
-        return ids
+    def _stop_ids(self, r: Req) -> frozenset[int]:
+        if r.stop_ids is None:
+            ids = set(r.sampling.stop_token_ids or ())
+            if not r.sampling.ignore_eos:
+                ids |= self.eos_ids
+            r.stop_ids = frozenset(ids)
+        return r.stop_ids
 
     def _input_logprobs(self, r: Req, start: int, logits: torch.Tensor) -> None:
         """logits[j] (position start+j) scores token start+j+1; keep those from logprob_start_len."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from radix_runtime.core.request import SamplingParams
-from radix_runtime.scheduler.sampling import SampleRow, apply_penalties, logprobs_of, sample
+from radix_runtime.scheduler.sampling import (SampleRow, apply_penalties, logprobs_of, plain_greedy,
+                                             sample)
 
 torch.set_num_threads(1)
 
@@ -58,3 +59,15 @@ def test_logprobs():
     chosen, (vals, ids) = logprobs_of(logits, torch.tensor([1]), top_n=2)
     lp = torch.log_softmax(logits, -1)
     assert torch.isclose(chosen[0], lp[0, 1]) and ids[0].tolist() == [2, 1]
+
+
+def test_plain_greedy_rows_are_exactly_the_argmax_sample_picks():
+    # the scheduler's fast path (one argmax for the batch) applies to these rows only
+    plain = SamplingParams(temperature=0.0)
+    assert plain_greedy(plain)
+    for kw in ({"temperature": 0.7}, {"repetition_penalty": 1.1}, {"frequency_penalty": 0.5},
+               {"presence_penalty": 0.5}, {"logit_bias": {"3": 5.0}}):
+        assert not plain_greedy(SamplingParams(**{"temperature": 0.0, **kw})), kw
+    logits = torch.randn(16, 300, generator=torch.Generator().manual_seed(3))
+    rows = [_row(prompt=[1, 2], out=[5] * i, stop=[7], temperature=0.0) for i in range(16)]
+    assert sample(logits.clone(), rows).tolist() == logits.argmax(-1).tolist()
