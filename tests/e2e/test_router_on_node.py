@@ -115,10 +115,21 @@ def test_router_serves_chat_and_a_restarted_groups_dead_leader_gets_no_request(b
     assert late == [], late[:5]  # once SMG's health check saw it dead, no request was sent its way
 
     # Every request from now on is served by a live leader: the leaders' own counters add up.
-    counts = {ip: served(ip) for ip in (p.status.pod_ip for p in after.values())}
+    ips = [p.status.pod_ip for p in after.values()]
+
+    def settled() -> dict[str, float]:
+        """The leaders' counts once the load's last requests are counted (a request is counted just
+        after its response is sent)."""
+        prev: dict[str, float] = {}
+        while (now := {ip: served(ip) for ip in ips}) != prev:
+            prev = now
+            time.sleep(1)
+        return now
+
+    counts = settled()
     for i in range(20):
         r = httpx.post(f"{url}/generate", timeout=60, json={
             "model": "tiny", "input_ids": fleet.PROMPT_IDS, "sampling_params": {"max_new_tokens": 4, "temperature": 0}})
         assert r.status_code == 200, (i, r.text)
-    delta = {ip: served(ip) - n for ip, n in counts.items()}
+    delta = {ip: n - counts[ip] for ip, n in settled().items()}
     assert sum(delta.values()) == 20 and all(d > 0 for d in delta.values()), delta

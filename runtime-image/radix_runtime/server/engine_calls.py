@@ -14,12 +14,14 @@ from radix_runtime.server.state import ServerState
 
 
 async def run(state: ServerState, req: EngineRequest, arrival: float | None = None,
-              ttft: dict[str, float] | None = None) -> AsyncIterator[EngineOutput]:
+              ttft: dict[str, float] | None = None, *, counted: bool = True) -> AsyncIterator[EngineOutput]:
     """Yield the engine's outputs for `req` until the finished one.
 
     Raises APIError (503 queue full, 400 invalid) before the first output. Whoever stops iterating
     early must close this generator (use `contextlib.aclosing`); closing aborts the request so its
     KV is released. `ttft`, when given, receives the request's time to first output by rid.
+    `counted`: observed in the request metrics (latency histograms, token counters); the probes'
+    /health_generate is not, or an idle server would report a request every probe period.
     """
     engine = state.require_engine()
     arrival = time.monotonic() if arrival is None else arrival
@@ -35,16 +37,19 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
                     if first:
                         first = False
                         elapsed = now - arrival
-                        state.metrics.observe_prefill(out.prompt_tokens, out.cached_tokens, elapsed)
+                        if counted:
+                            state.metrics.observe_prefill(out.prompt_tokens, out.cached_tokens, elapsed)
                         if ttft is not None:
                             ttft[req.rid] = elapsed
                         last_time, last_tokens = now, out.completion_tokens
                     elif out.completion_tokens > last_tokens:  # gaps after the first token
-                        state.metrics.observe_tokens(now - last_time, out.completion_tokens - last_tokens)
+                        if counted:
+                            state.metrics.observe_tokens(now - last_time, out.completion_tokens - last_tokens)
                         last_time, last_tokens = now, out.completion_tokens
                     if out.finished:
                         finished = True
-                        state.metrics.observe_finish(time.monotonic() - arrival)
+                        if counted:
+                            state.metrics.observe_finish(time.monotonic() - arrival)
                     yield out
                     if finished:
                         return
@@ -59,10 +64,10 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
 
 
 async def run_to_end(state: ServerState, req: EngineRequest, arrival: float | None = None,
-                     ttft: dict[str, float] | None = None) -> EngineOutput:
+                     ttft: dict[str, float] | None = None, *, counted: bool = True) -> EngineOutput:
     """The finished output of `req`."""
     last = None
-    async with aclosing(run(state, req, arrival, ttft)) as outputs:
+    async with aclosing(run(state, req, arrival, ttft, counted=counted)) as outputs:
         async for out in outputs:
             last = out
     if last is None:

@@ -73,7 +73,7 @@ async def health_generate(request: web.Request) -> web.Response:
     timeout = state.server.health_generate_timeout
     started = time.monotonic()
     try:
-        out = await asyncio.wait_for(engine_calls.run_to_end(state, req), timeout)
+        out = await asyncio.wait_for(engine_calls.run_to_end(state, req, counted=False), timeout)
     except asyncio.TimeoutError:
         return web.json_response({**body, "status": "unhealthy",
                                   "reason": f"no token within {timeout:g}s"}, status=503)

@@ -123,8 +123,11 @@ def test_health_and_info_routes(server, tiny_model):
     assert (body["status"], body["model_loaded"], body["radix_cache_ready"]) == ("healthy", True,
                                                                                True)
     assert {"radix_cache_usage_perc", "num_requests_running", "num_requests_waiting"} <= body.keys()
+    served = server.metrics()["sglang:e2e_request_latency_seconds_count"]
     hg = httpx.get(server.url + "/health_generate", timeout=30)
     assert hg.status_code == 200 and hg.json()["generated_tokens"] == 1
+    # a probe's generation is not a request: an idle fleet reports none
+    assert server.metrics()["sglang:e2e_request_latency_seconds_count"] == served
     info = httpx.get(server.url + "/get_model_info").json()
     assert info["model_path"] == str(tiny_model) and info["is_generation"] is True
     for path in ("/server_info", "/get_server_info"):
