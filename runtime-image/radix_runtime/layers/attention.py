@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..cache.kv_pool import KVPool
 from ..core.config import ATTENTION_BACKENDS
 from ..core.forward_batch import ForwardBatch
+from .decode_kv import DenseDecodeKV
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class TorchPagedAttention:
     def __init__(self, pool: KVPool, scale: float):
         self.pool = pool
         self.scale = scale
+        # CPU: decode K/V kept dense across steps instead of re-gathered (layers/decode_kv.py);
+        # a GPU has the memory bandwidth for the gather, not the memory for a second copy
+        on_cpu = bool(pool.k) and pool.k[0].device.type == "cpu"
+        self.dense = DenseDecodeKV(len(pool.k)) if on_cpu else None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
                 fb: ForwardBatch, window: int | None = None) -> torch.Tensor:
@@ -58,13 +63,18 @@ class TorchPagedAttention:
         kbuf, vbuf = self.pool.k[layer], self.pool.v[layer]
         out = torch.empty_like(q)
         nd = fb.num_decode
-        if nd:
+        if self.dense is not None:
+            self.dense.begin(fb)  # every forward, so one without decodes invalidates the copy
+        if nd and self.dense is not None:
+            ks, vs = self.dense.kv(layer, kbuf, vbuf, fb, k[:nd], v[:nd])  # [B, KVH, L, D]
+        elif nd:
             # one index_select of the flat slot table per buffer (2-D advanced indexing costs ~4x
-            # that on CPU), then one SDPA call over the batch: GQA without expanding K/V
+            # that on CPU)
             b, lk = fb.decode_table.shape
             flat = fb.decode_table.reshape(-1)
             ks = kbuf.index_select(0, flat).view(b, lk, *kbuf.shape[1:]).transpose(1, 2)  # [B, KVH, L, D]
             vs = vbuf.index_select(0, flat).view(b, lk, *vbuf.shape[1:]).transpose(1, 2)
+        if nd:  # one SDPA call over the batch: GQA without expanding K/V
             mask = fb.decode_mask
             if window is not None:
                 lens = mask.sum(1, keepdim=True)
