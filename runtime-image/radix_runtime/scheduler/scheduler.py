@@ -297,6 +297,11 @@ class Scheduler:
             if r.spec_k:
                 seqs.append(None)  # verify sequence, once the drafts are known
                 continue
+            if n == 1 and r.output_ids and r.kv_len == r.fill_len - 1 and not r.images:
+                # a decode: its token is the last sampled one, its slots all it holds
+                slots = r.kv_slots if r.kv_slots.numel() == r.kv_len + 1 else r.kv_slots[:r.kv_len + 1]
+                seqs.append(SeqInput([r.output_ids[-1]], r.kv_len, slots))
+                continue
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
             seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
                                  r.kv_slots[:r.kv_len + n], all_logits=want_input_lp,
