@@ -59,17 +59,49 @@ def create_all(api, ns: str, n: int, workers: int = 16) -> None:
         t.join()
 
 
-def counts(api, ns: str) -> tuple[int, int]:
-    """(converged, ready) SGLangDeployments."""
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
-    conv = ready = 0
-    for o in items:
-        st = o.get("status") or {}
-        if st.get("observedGeneration") == o["metadata"]["generation"] and st.get("conditions"):
-            conv += 1
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in st["conditions"]):
-                ready += 1
-    return conv, ready
+def state(o: dict) -> tuple[bool, bool]:
+    """(converged, ready): children applied and status written for the current generation."""
+    st = o.get("status") or {}
+    conv = st.get("observedGeneration") == o["metadata"]["generation"] and bool(st.get("conditions"))
+    return conv, conv and any(c["type"] == "Ready" and c["status"] == "True" for c in st["conditions"])
+
+
+class Tally:
+    """(converged, ready) counts kept from a watch: a LIST of 1,000 objects every 2 s would load the
+    API server the operator is being measured against."""
+
+    def __init__(self, api, ns: str):
+        self.api, self.ns, self._by_name = api, ns, {}
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        custom = client.CustomObjectsApi(self.api)
+        while not self._stop.is_set():
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)
+            self._by_name = {o["metadata"]["name"]: state(o) for o in listed["items"]}
+            try:
+                for ev in watch.Watch().stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.ns,
+                                               PLURAL, resource_version=listed["metadata"]["resourceVersion"],
+                                               timeout_seconds=60):
+                    o = ev["object"]
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        self._by_name[o["metadata"]["name"]] = state(o)
+                    elif ev["type"] == "DELETED":
+                        self._by_name.pop(o["metadata"]["name"], None)
+                    if self._stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001 - expired or dropped watch: list again
+                time.sleep(1)
+
+    def counts(self) -> tuple[int, int]:
+        states = list(self._by_name.values())
+        return sum(c for c, _ in states), sum(r for _, r in states)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def metric_sum(metrics_url: str, name: str, by: str | None = None) -> float | dict[str, float]:
@@ -109,17 +141,19 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
                               stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                               env={**os.environ, "KUBECONFIG": str(bed.kubeconfig)})
         try:
+            tally = Tally(api, ns)
             t_start, t_conv, t_ready = time.monotonic(), None, None
             conv = ready = 0
             while t_ready is None and time.monotonic() - t_start < wait:
-                conv, ready = counts(api, ns)
+                conv, ready = tally.counts()
                 now = time.monotonic() - t_start
                 if t_conv is None and conv == n:
                     t_conv = now
                 if ready == n:
                     t_ready = now
                 print(f"  {now:6.1f}s converged {conv}/{n} ready {ready}/{n}", file=sys.stderr, flush=True)
-                time.sleep(2)
+                time.sleep(1)
+            tally.stop()
             metrics = f"http://127.0.0.1:{port}/metrics"
             passes = metric_sum(metrics, "sglang_operator_reconciles_total", by="kind")
             w0 = metric_sum(metrics, "sglang_operator_api_writes_total")
