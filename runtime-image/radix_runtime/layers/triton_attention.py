@@ -140,8 +140,8 @@ def _extend_kernel(Q, K_new, V_new, K, V, Out, Slots, Meta,
     mblk = tl.program_id(2)
     # Meta [4, num_seqs]: q_start, q_len, prefix_len, offset of the prefix's slots in Slots
     q_start = tl.load(Meta + e).to(tl.int64)
-    q_len = tl.load(Meta + num_seqs + e)
-    prefix = tl.load(Meta + 2 * num_seqs + e)
+    q_len = tl.load(Meta + num_seqs + e).to(tl.int32)
+    prefix = tl.load(Meta + 2 * num_seqs + e).to(tl.int32)
     slot0 = tl.load(Meta + 3 * num_seqs + e).to(tl.int64)
     m0 = mblk * BLOCK_M
     if m0 >= q_len:
@@ -254,7 +254,8 @@ def decode_attention(q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, 
         q.stride(0), q.stride(1), k_buf.stride(0), k_buf.stride(1), v_buf.stride(0), v_buf.stride(1),
         table.stride(0), scale * _LOG2E, window or 0, h,
         GROUP=group, HEAD_DIM=d, NUM_SPLITS=num_splits, BLOCK_H=max(16, triton.next_power_of_2(group)),
-        BLOCK_N=block_n, BLOCK_D=block_d, HAS_WINDOW=window is not None, **_dot_flags(q.dtype))
+        BLOCK_N=block_n, BLOCK_D=block_d, HAS_WINDOW=window is not None, **_dot_flags(q.dtype),
+        num_warps=4, num_stages=2)
     _decode_stage2[(b, h)](mid_o, mid_lse, out, out.stride(0), out.stride(1), h,
                            HEAD_DIM=d, NUM_SPLITS=num_splits, BLOCK_D=block_d)
     return out
@@ -277,10 +278,11 @@ def extend_meta(q_starts: list[int], q_lens: list[int], kv_slots: list[torch.Ten
 def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_buf: torch.Tensor,
                      v_buf: torch.Tensor, meta: torch.Tensor, slots: torch.Tensor, max_q_len: int,
                      scale: float, window: int | None = None, out: torch.Tensor | None = None,
-                     block_m: int = 64, block_n: int = 64) -> torch.Tensor:
+                     block_m: int | None = None, block_n: int | None = None) -> torch.Tensor:
     """q [T, H, D], k/v [T, KVH, D]: the step's tokens (extend sequences at meta's q_start rows);
     k_buf/v_buf [slots, KVH, D] hold each sequence's cached prefix at `slots` (extend_meta).
-    Writes the extend rows of out [T, H, D] (allocated if not given) and returns it."""
+    Writes the extend rows of out [T, H, D] (allocated if not given) and returns it. Blocks: 64 x 64
+    for 16-bit heads up to 128 wide, else 32 x 32 (shared memory stays under ~100 KB)."""
     t, h, d = q.shape
     kvh = k.shape[1]
     if out is None:
@@ -289,14 +291,19 @@ def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_buf: t
     if num_seqs == 0:
         return out
     _check_last_dim(q, k, v, k_buf, v_buf, out)
+    block_d = _block_d(d)
+    small = q.element_size() > 2 or block_d > 128
+    block_m = block_m or (32 if small else 64)
+    block_n = block_n or (32 if small else 64)
     grid = (num_seqs, h, triton.cdiv(max_q_len, block_m))
     _extend_kernel[grid](
         q, k, v, k_buf, v_buf, out, slots, meta,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         k_buf.stride(0), k_buf.stride(1), v_buf.stride(0), v_buf.stride(1), out.stride(0), out.stride(1),
         num_seqs, scale * _LOG2E, window or 0,
-        GROUP=h // kvh, HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=_block_d(d),
-        HAS_WINDOW=window is not None, **_dot_flags(q.dtype))
+        GROUP=h // kvh, HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        HAS_WINDOW=window is not None, **_dot_flags(q.dtype), num_warps=4 if block_d <= 64 else 8,
+        num_stages=2)
     return out
 
 

@@ -1,30 +1,29 @@
 """The Triton paged-attention kernels (layers/triton_attention.py) against the PyTorch reference
 backend (TorchPagedAttention), on CPU tensors under Triton's interpreter: decode (GQA group sizes 1
 and 4, lengths 1 and non-multiples of the block, several KV splits), extend (cached prefixes of 0
-and > 0 tokens, ragged new-token counts), mixed batches, sliding windows, float32 and bfloat16;
-the KV sits in scattered pool slots, as the radix cache leaves it."""
+and > 0 tokens, ragged new-token counts), mixed batches, sliding windows, float32, float16 and
+bfloat16; the KV sits in scattered pool slots, as the radix cache leaves it. The kernels are also
+compiled ahead of time for sm_90 (tests/support/triton_aot.py)."""
 from __future__ import annotations
 
-import importlib
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-# Triton reads TRITON_INTERPRET when a kernel is decorated (triton.jit at the module's import) and
-# again at launch (3.x), so the module is imported (afresh) with it set and each test sets it
-# (`interpret` below); outside, the variable is as it was, for the rest of the session.
-_saved = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-try:
-    sys.modules.pop("radix_runtime.layers.triton_attention", None)
-    ta = importlib.import_module("radix_runtime.layers.triton_attention")
-finally:
-    if _saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _saved
+ROOT = Path(__file__).resolve().parents[3]
+
+# Triton reads TRITON_INTERPRET when a function is decorated (triton.jit, at import: its own library
+# functions such as tl.max too) and again at launch; a process that has imported triton one way
+# cannot switch. So the kernel cases run in a process started with it set: this file run again in
+# a subprocess (test_in_a_fresh_process); the rest of the session never sees an interpreted triton.
+FRESH = os.environ.get("TRITON_INTERPRET") == "1"
+in_process = pytest.mark.skipif(not FRESH, reason="run by test_in_a_fresh_process (TRITON_INTERPRET=1)")
+if FRESH:
+    from radix_runtime.layers import triton_attention as ta
 
 from radix_runtime.cache.kv_pool import KVPool  # noqa: E402
 from radix_runtime.core.forward_batch import ExtendSeq, ForwardBatch  # noqa: E402
@@ -32,11 +31,6 @@ from radix_runtime.layers.attention import TorchPagedAttention  # noqa: E402
 
 torch.set_num_threads(1)
 D = 16
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 2e-2}
 
@@ -87,6 +81,7 @@ def _max_err(a, b):
     return (a.float() - b.float()).abs().max().item()
 
 
+@in_process
 @pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("splits", [1, 3, 8])
 def test_decode(group, splits):
@@ -100,6 +95,7 @@ def test_decode(group, splits):
     assert _max_err(got, want) < TOL[torch.float32]
 
 
+@in_process
 def test_decode_sliding_window():
     pool, fb, q, k, v = _batch([(3, 1), (20, 1), (50, 1)], 8, 2, torch.float32, seed=3)
     want = _reference(pool, fb, q, k, v, window=7)
@@ -109,6 +105,7 @@ def test_decode_sliding_window():
     assert _max_err(got, want) < TOL[torch.float32]
 
 
+@in_process
 @pytest.mark.parametrize("group", [1, 4])
 def test_extend(group):
     # (context, new): fresh prefills of ragged lengths (one block and a bit, two blocks and a bit)
@@ -125,6 +122,7 @@ def test_extend(group):
     assert _max_err(out, want) < TOL[torch.float32]
 
 
+@in_process
 def test_one_token_extend():
     """An extend of one new token (the runner sends those as decodes, the kernel takes them too)."""
     pool, fb, q, k, v = _batch([(9, 1)], 4, 2, torch.float32, seed=5)
@@ -137,6 +135,7 @@ def test_one_token_extend():
     assert _max_err(out, want) < TOL[torch.float32]
 
 
+@in_process
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("window", [None, 6])
 def test_mixed_batch_through_the_backend(dtype, window):
@@ -149,6 +148,7 @@ def test_mixed_batch_through_the_backend(dtype, window):
     assert _max_err(got, want) < TOL[dtype]
 
 
+@in_process
 def test_backend_choice(monkeypatch):
     from radix_runtime.layers.attention import make_backend
 
@@ -163,6 +163,7 @@ def test_backend_choice(monkeypatch):
         make_backend("flashinfer", pool, 1.0, torch.device("cpu"))
 
 
+@in_process
 def test_model_runner_steps_match_the_reference():
     """Two steps of a tiny 2-layer GQA model (head_dim 12, the second layer a sliding window of 4)
     through ModelRunner: prefills, then a decode, an extend over its own cached prefix and a
@@ -200,3 +201,26 @@ def test_the_flag():
     assert engine_config(parse_args(["--model-path", "m"], env={})).attention_backend is None
     args = parse_args(["--model-path", "m", "--attention-backend", "triton"], env={})
     assert engine_config(args).attention_backend == "triton"
+
+
+
+@pytest.mark.skipif(FRESH, reason="run by the outer process")
+def test_kernels_compile_for_hopper():
+    """The interpreter runs the kernels as numpy, so it misses what only the compiler checks (types
+    of loop bounds, dot shapes and precisions, shared memory): tests/support/triton_aot.py compiles
+    each kernel ahead of time for sm_90 (no GPU needed), in a process without the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-m", "tests.support.triton_aot", "bf16", "fp32"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    shared = [int(line.split()[-1]) for line in r.stdout.splitlines()]
+    assert len(shared) == 6 and max(shared) <= 100 * 1024  # fits consumer GPUs' shared memory too
+
+
+@pytest.mark.skipif(FRESH, reason="this is the fresh process")
+def test_in_a_fresh_process():
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                       cwd=ROOT, env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout.splitlines()[-1] and "failed" not in r.stdout.splitlines()[-1]
