@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
     m.add_argument("--context-length", type=int)
     m.add_argument("--attention-backend", metavar="{" + ",".join(ATTENTION_BACKENDS) + "}",
-                   help="attention kernels over the paged KV pool: triton (default on CUDA) or "
-                        "torch_native (the PyTorch reference, default elsewhere); upstream's "
+                   help="attention kernels over the paged KV pool: torch_native (the PyTorch "
+                        "reference, default) or triton (CUDA, opt-in until verified on a GPU); upstream's "
                         "others (fa3, flashinfer, ...) with --engine sglang")
 
     c = p.add_argument_group("structured output")

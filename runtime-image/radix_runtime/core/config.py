@@ -16,7 +16,7 @@ class EngineConfig:
     tokenizer_path: str | None = None  # --tokenizer-path
     dtype: str = "auto"  # --dtype: auto|float32|float16|bfloat16 (aliases resolved here)
     device: str = "auto"  # --device: auto|cpu|cuda
-    attention_backend: str | None = None  # --attention-backend: torch_native|triton (default: triton on CUDA)
+    attention_backend: str | None = None  # --attention-backend: torch_native|triton (default: torch_native)
     context_length: int | None = None  # --context-length (default: the model's)
     page_size: int = 1  # --page-size
     max_total_tokens: int | None = None  # --max-total-tokens (KV pool size)

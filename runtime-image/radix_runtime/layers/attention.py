@@ -20,24 +20,16 @@ from ..core.config import ATTENTION_BACKENDS
 from ..core.forward_batch import ForwardBatch
 from .decode_kv import DenseDecodeKV
 
-log = logging.getLogger(__name__)
 
 
 def make_backend(name: str | None, pool: KVPool, scale: float, device: torch.device):
-    """The --attention-backend: torch_native (the reference) or triton; None: triton on CUDA
-    (torch_native if triton cannot be imported), torch_native elsewhere. triton needs a CUDA device,
-    or Triton's interpreter (TRITON_INTERPRET=1, CPU tensors, for tests)."""
+    """The --attention-backend: torch_native (the reference, also the default) or triton. The
+    Triton kernels are opt-in until they have run on a GPU (they are tested under Triton's
+    interpreter and compiled for sm_90 only). triton needs a CUDA device, or the interpreter
+    (TRITON_INTERPRET=1, CPU tensors, for tests)."""
     if name not in (None, *ATTENTION_BACKENDS):
         raise ValueError(f"--attention-backend {name!r}: one of {', '.join(ATTENTION_BACKENDS)}")
-    if name is None:
-        name = "torch_native"
-        if torch.device(device).type == "cuda":
-            try:
-                from . import triton_attention  # noqa: F401
-                name = "triton"
-            except ImportError as e:
-                log.warning("triton unavailable (%s): attention runs on torch_native", e)
-    if name == "torch_native":
+    if name in (None, "torch_native"):
         return TorchPagedAttention(pool, scale)
     if torch.device(device).type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("--attention-backend triton needs a CUDA device (--device cuda)")
