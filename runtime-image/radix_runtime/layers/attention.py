@@ -9,7 +9,6 @@ prompts never materialize a full score matrix). `make_backend` picks it or the T
 """
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
