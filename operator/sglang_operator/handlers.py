@@ -50,6 +50,8 @@ from .render.labels import DEPLOYMENT_LABEL
 from .settings import Settings
 
 FIELD_MANAGER = "sglang-operator"
+DIFFBASE_KEY = "last-handled-configuration"  # kopf's diff base, an annotation under our group
+DIFFBASE_ANNOTATION = f"{GROUP}/{DIFFBASE_KEY}"
 
 log = logging.getLogger("sglang_operator.handlers")
 
@@ -77,7 +79,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     # so nothing else lands in status. The diff base stays in an annotation under our own domain.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key=DIFFBASE_ANNOTATION.split("/", 1)[1])
+        prefix=GROUP, key=DIFFBASE_KEY)
     # The name kopf would use if a handler required a finalizer; none does (see above).
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
@@ -101,9 +103,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
 def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_stop.set()
     memo.retrier.stop()
-
-
-DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # kopf's, as configured above
 
 
 def _handled_before(annotations: Mapping[str, str], **_: Any) -> bool:
