@@ -20,7 +20,7 @@ import os
 import sys
 
 from radix_runtime.core.config import (ATTENTION_BACKENDS, DTYPE_ALIASES, DTYPES, EngineConfig,
-                                       ServerConfig)
+                                       ServerConfig, check_decode_graphs)
 from radix_runtime.core.spec_config import ALGORITHMS as SPEC_ALGORITHMS
 from radix_runtime.core.spec_config import DEFAULT_NUM_STEPS as SPEC_DEFAULT_STEPS
 from radix_runtime.core.spec_config import UPSTREAM_ONLY as SPEC_UPSTREAM_ONLY
@@ -31,8 +31,8 @@ from radix_runtime.server.tool_calls import PARSERS
 from radix_runtime.version import __version__
 
 # Upstream SGLang flags that change nothing for us, accepted so copied command lines keep working.
-_NO_OP_FLAGS = ("--trust-remote-code", "--enable-metrics", "--disable-cuda-graph",
-                "--skip-server-warmup", "--enable-cache-report")
+_NO_OP_FLAGS = ("--trust-remote-code", "--enable-metrics", "--skip-server-warmup",
+                "--enable-cache-report")
 
 _S = ServerConfig  # the server flags' defaults
 
@@ -109,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schedule-policy", choices=["lpm", "fcfs"])
     s.add_argument("--disable-radix-cache", action="store_true", default=None)
     s.add_argument("--random-seed", type=int)
+
+    o = p.add_argument_group("decode graphs (executor/decode_graph.py; both opt-in)")
+    o.add_argument("--enable-torch-compile", action="store_true", default=None,
+                   help="decode batches up to --torch-compile-max-bs run torch.compile'd at padded "
+                        "batch sizes (each size compiles on first use)")
+    o.add_argument("--torch-compile-max-bs", type=int,
+                   help=f"largest decode batch compiled (default {EngineConfig.torch_compile_max_bs})")
+    o.add_argument("--cuda-graph-max-bs", type=int,
+                   help="CUDA: capture decode CUDA graphs up to this batch size (needs "
+                        "--attention-backend triton; default: no graphs)")
+    o.add_argument("--disable-cuda-graph", action="store_true", default=None,
+                   help="no CUDA graphs even with --cuda-graph-max-bs")
 
     d = p.add_argument_group("parallelism")
     d.add_argument("--tp-size", "--tp", "--tensor-parallel-size", dest="tp_size", type=int)
@@ -190,6 +202,7 @@ def parse_args(argv: list[str] | None = None, env=os.environ) -> argparse.Namesp
         placement(args, env)
         if args.engine != "sglang":  # upstream checks its own (and has EAGLE etc., fa3 etc.)
             resolve_speculative(engine_config(args))
+            check_decode_graphs(engine_config(args))
             if args.attention_backend not in (None, *ATTENTION_BACKENDS):
                 raise ValueError(f"--attention-backend {args.attention_backend}: radix_runtime has "
                                  f"{', '.join(ATTENTION_BACKENDS)} (the others: --engine sglang)")

@@ -31,6 +31,12 @@ class EngineConfig:
     tp_size: int = 1  # --tp-size
     pp_size: int = 1  # --pp-size
     grammar_backend: str = "xgrammar"  # --grammar-backend (xgrammar is the only one)
+    # decode at padded batch sizes (executor/decode_graph.py); both opt-in, unlike SGLang, whose
+    # CUDA graphs are on by default: ours have not run on a GPU yet
+    enable_torch_compile: bool = False  # --enable-torch-compile (CPU: compiled decode regions)
+    torch_compile_max_bs: int = 32  # --torch-compile-max-bs (larger decode batches run eager)
+    cuda_graph_max_bs: int | None = None  # --cuda-graph-max-bs (CUDA graphs up to it; None: off)
+    disable_cuda_graph: bool = False  # --disable-cuda-graph
     # speculative decoding (core/spec_config.py resolves and checks these; docs/speculative-decoding.md)
     speculative_algorithm: str | None = None  # --speculative-algorithm: STANDALONE|NGRAM
     speculative_draft_model_path: str | None = None  # --speculative-draft-model-path
@@ -61,3 +67,12 @@ class ServerConfig:
     extend_ttl: float = 3600.0  # --extend-ttl
     hit_rate_window_tokens: int = 1 << 18  # --hit-rate-window-tokens
     tool_call_parser: str | None = None  # --tool-call-parser (default: from the chat template)
+
+
+def check_decode_graphs(cfg: EngineConfig) -> None:
+    """ValueError naming the flag when a decode-graph flag has an impossible value."""
+    if cfg.torch_compile_max_bs < 1:
+        raise ValueError(f"--torch-compile-max-bs {cfg.torch_compile_max_bs}: must be >= 1")
+    if cfg.cuda_graph_max_bs is not None and cfg.cuda_graph_max_bs < 1:
+        raise ValueError(f"--cuda-graph-max-bs {cfg.cuda_graph_max_bs}: must be >= 1 "
+                         "(--disable-cuda-graph turns the graphs off)")

@@ -38,6 +38,8 @@ class ForwardBatch:
     num_decode: int = 0
     decode_table: torch.Tensor | None = None  # [B_dec, max_len] slots, padded with slot 0
     decode_mask: torch.Tensor | None = None  # [B_dec, max_len] True where a real slot
+    # [B_dec] context lengths, given by a static batch (CUDA graphs: a buffer refilled each step)
+    decode_lens: torch.Tensor | None = None
     extends: list[ExtendSeq] = field(default_factory=list)
     mm_index: torch.Tensor | None = None  # [M] rows of input_ids whose embeddings are mm_embeds
     mm_embeds: torch.Tensor | None = None  # [M, hidden] (image features)

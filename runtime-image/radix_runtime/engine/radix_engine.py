@@ -64,7 +64,7 @@ class RadixEngine:
         self.takes_images = getattr(model, "is_vision", False)
         print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
               file=sys.stderr, flush=True)
-        self.runner = ModelRunner(model, self.pool, self.device, config.attention_backend)
+        self.runner = ModelRunner(model, self.pool, self.device, config.attention_backend, config=config)
         if wrap_runner is not None:  # rank 0 of a group: every step goes to all ranks
             self.runner = wrap_runner(self.runner)
         self.group = current()

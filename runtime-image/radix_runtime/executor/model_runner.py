@@ -13,12 +13,15 @@ import time
 import torch
 
 from ..cache.kv_pool import KVPool
+from ..core.config import EngineConfig, check_decode_graphs
 from ..core.forward_batch import ExtendSeq, ForwardBatch, SeqInput
 from ..layers.attention import make_backend
+from .decode_graph import CompiledDecode, decode_model, supports
 
 
 class ModelRunner:
-    def __init__(self, model, pool: KVPool, device: torch.device, attention_backend: str | None = None):
+    def __init__(self, model, pool: KVPool, device: torch.device, attention_backend: str | None = None,
+                 config: EngineConfig | None = None):
         self.model, self.pool, self.device = model, pool, device
         scale = model.args.head_dim ** -0.5
         self.backend = make_backend(attention_backend, pool, scale, device)  # --attention-backend
@@ -27,6 +30,9 @@ class ModelRunner:
         # seconds forward() spent around the model (batch preparation, picking the last rows):
         # the scheduler's step counters take them out of the model's share
         self.host_s = 0.0
+        # decode-only batches at padded sizes, compiled or CUDA graphs (config's flags; None: eager)
+        self.graphs = make_decode_graphs(config, model, device, attention_backend)
+        self._graph_out: tuple[torch.Tensor, torch.Tensor] | None = None  # (hidden, logits)
 
     def batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:
         """The ForwardBatch of seqs (decode first) and the order its rows are in."""
@@ -88,11 +94,25 @@ class ModelRunner:
         t0 = time.perf_counter()
         fb, order = self.batch(seqs)
         t1 = time.perf_counter()
+        bs = self._graph_bucket(seqs, fb)
+        self._graph_out = None
+        if bs is not None:  # the LM head ran too: logits() hands its rows out
+            self._graph_out = self.graphs.run(fb, bs)
+            self.host_s += t1 - t0
+            return self._graph_out[0], {}
         hidden = self.model(fb)
         t2 = time.perf_counter()
         out = self.outputs(seqs, order, hidden)
         self.host_s += (t1 - t0) + (time.perf_counter() - t2)
         return out
+
+    def _graph_bucket(self, seqs: list[SeqInput], fb: ForwardBatch) -> int | None:
+        """The decode graphs' bucket for this batch; None: run it eager (not decode-only, input
+        logprobs wanted, or larger than the largest bucket)."""
+        if (self.graphs is None or fb.num_decode != len(seqs) or fb.mm_index is not None
+                or any(s.all_logits for s in seqs)):
+            return None
+        return self.graphs.bucket(len(seqs))
 
     def outputs(self, seqs: list[SeqInput], order: list[int], hidden: torch.Tensor):
         """The final hidden states [T, hidden] of batch(seqs) -> forward()'s result."""
@@ -118,7 +138,35 @@ class ModelRunner:
     @torch.inference_mode()
     def logits(self, last_hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """float32 logits [len(rows), V] of those rows of forward()'s last-token hidden states."""
+        if self._graph_out is not None and last_hidden is self._graph_out[0]:
+            logits = self._graph_out[1]
+            return logits if rows == list(range(logits.shape[0])) else logits[rows]
         return self.model.logits(last_hidden[rows])
 
     def close(self) -> None:
         """Nothing to release in one process (LeaderRunner tells its ranks to stop)."""
+
+
+def make_decode_graphs(config: EngineConfig | None, model, device, attention_backend: str | None):
+    """The decode runner the flags ask for: CUDA graphs (CUDA, --cuda-graph-max-bs given and no
+    --disable-cuda-graph), else compiled regions (--enable-torch-compile, any device), else None
+    (eager). --cuda-graph-max-bs on CPU changes nothing, as in SGLang."""
+    if config is None:
+        return None
+    check_decode_graphs(config)
+    graphs = (torch.device(device).type == "cuda" and config.cuda_graph_max_bs is not None
+              and not config.disable_cuda_graph)
+    flag = "--cuda-graph-max-bs" if graphs else "--enable-torch-compile"
+    if not (graphs or config.enable_torch_compile):
+        return None
+    if (why := supports(model)) is not None:
+        raise ValueError(f"{flag}: not supported with {why}")
+    if not graphs:
+        return CompiledDecode(model, config.torch_compile_max_bs)
+    if attention_backend != "triton":  # torch_native would gather the whole static page table
+        raise ValueError("--cuda-graph-max-bs needs --attention-backend triton")
+    from .cuda_graph import CudaGraphDecode  # GPU-only: imported when chosen
+
+    lm = decode_model(model)
+    max_ctx = config.context_length or lm.args.max_position_embeddings
+    return CudaGraphDecode(model, device, config.cuda_graph_max_bs, max_ctx)

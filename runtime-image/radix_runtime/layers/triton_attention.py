@@ -319,7 +319,9 @@ class TritonPagedAttention:
 
     def _metadata(self, fb: ForwardBatch):
         if fb is not self._fb:
-            dec_lens = fb.decode_mask.sum(1) if fb.num_decode else None
+            dec_lens = fb.decode_lens
+            if dec_lens is None and fb.num_decode:
+                dec_lens = fb.decode_mask.sum(1)
             ext = None
             if fb.extends:
                 ext = extend_meta([s.q_start for s in fb.extends], [s.q_len for s in fb.extends],

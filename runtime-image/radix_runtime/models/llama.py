@@ -83,13 +83,23 @@ class Attention(nn.Module):
         self.backend = None  # set by the model runner once the KV pool exists
 
     def forward(self, x, positions, fb: ForwardBatch):
+        return self.out(self.attend(*self.project(x, positions), fb))
+
+    # forward's three parts: the compiled decode (executor/decode_graph.py) runs project and out
+    # compiled and attend eager between them
+    def project(self, x, positions):
+        """x [T, hidden] -> q [T, H, D], k, v [T, KVH, D], rotary applied."""
         qkv = self.qkv_proj(x)
         q, k, v = qkv.split([self.h * self.d, self.kvh * self.d, self.kvh * self.d], dim=-1)
         q, k, v = q.view(-1, self.h, self.d), k.view(-1, self.kvh, self.d), v.view(-1, self.kvh, self.d)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary(positions, q, k)
-        o = self.backend.forward(q, k, v, self.layer, fb, self.window)
+        return (*self.rotary(positions, q, k), v)
+
+    def attend(self, q, k, v, fb: ForwardBatch):
+        return self.backend.forward(q, k, v, self.layer, fb, self.window)
+
+    def out(self, o):
         return self.o_proj(o.reshape(-1, self.h * self.d))
 
 
@@ -114,7 +124,15 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
 
     def forward(self, x, positions, fb):
-        x = x + self.self_attn(self.input_layernorm(x), positions, fb)
+        return self.finish(x, self.self_attn.attend(*self.start(x, positions), fb))
+
+    def start(self, x, positions):
+        """The layer up to its attention: x -> q, k, v."""
+        return self.self_attn.project(self.input_layernorm(x), positions)
+
+    def finish(self, x, o):
+        """The layer after its attention: o [T, H, D] -> the layer's output."""
+        x = x + self.self_attn.out(o)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
