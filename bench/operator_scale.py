@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,7 +186,13 @@ def main(argv=None) -> int:
         os.environ.get("SGLANG_FLEET_CACHE", os.path.expanduser("~/.cache/sglang-fleet")), "bench", "operator_scale.json"))
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as d:
-        r = run(a.deployments, a.kwok_nodes, a.quiet_seconds, Path(d), a.wait_seconds)
+        try:
+            r = run(a.deployments, a.kwok_nodes, a.quiet_seconds, Path(d), a.wait_seconds)
+        finally:  # the operator's log outlives the bed: where its passes went
+            log = Path(a.out).with_suffix(".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            if (Path(d) / "operator.log").exists():
+                shutil.copyfile(Path(d) / "operator.log", log)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(r, indent=2))
     print("| deployments | all converged (s) | all Ready (s) | Ready at the end | operator peak RSS (MB) | "
@@ -195,7 +202,7 @@ def main(argv=None) -> int:
           f"{r['operator_peak_rss_mb']} | {r['writes_in_quiet_window']:.0f} |")
     print("reconcile passes until Ready, by trigger: " +
           ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["passes_by_trigger"].items())))
-    print(f"(JSON: {a.out})")
+    print(f"(JSON: {a.out}; the operator's log beside it)")
     return 0
 
 

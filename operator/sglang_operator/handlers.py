@@ -52,6 +52,7 @@ from .settings import Settings
 FIELD_MANAGER = "sglang-operator"
 DIFFBASE_KEY = "last-handled-configuration"  # kopf's diff base, an annotation under our group
 DIFFBASE_ANNOTATION = f"{GROUP}/{DIFFBASE_KEY}"
+CONSISTENCY_TIMEOUT = 60.0  # seconds; see configure()
 
 log = logging.getLogger("sglang_operator.handlers")
 
@@ -80,6 +81,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key=DIFFBASE_KEY)
+    # After its own PATCH (the diff base) kopf waits this long for the patched version's watch event
+    # before it trusts an older event. With 1,000 new objects the events lagged past its default 5 s:
+    # kopf then read the event of our status write, which predates the diff base, as "never handled"
+    # and ran the create handler a second time for every object. The wait ends when the patched
+    # version arrives (normally within milliseconds): a longer bound costs nothing unless it is lost.
+    settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT
     # The name kopf would use if a handler required a finalizer; none does (see above).
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
@@ -90,10 +97,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kop
     settings.watching.connect_timeout = 10
     settings.execution.max_workers = ours.workers
     api = load_api_client(connections=ours.workers)
-    kube, scaler_kube = Kube(api, FIELD_MANAGER), Kube(api, AUTOSCALER_MANAGER)
+    memo.seen = Seen()
+    kube, scaler_kube = Kube(api, FIELD_MANAGER, applied=memo.seen.note), Kube(api, AUTOSCALER_MANAGER)
     memo.reconciler = Reconciler(kube, handoff=AutoscalerHandoff(scaler_kube), post=api_poster(kube))
     memo.retrier = Retrier(memo.reconciler.reconcile)
-    memo.seen = Seen()
     # `deployments` is kopf's live index (filled as objects are listed and watched).
     memo.resync_stop = resync.start(memo.retrier.run, lambda: deployments.get(None, []), ours.resync_seconds)
     LEADER.set(1)

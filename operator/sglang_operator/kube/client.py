@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -80,8 +80,11 @@ def load_api_client(connections: int | None = None) -> client.ApiClient:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, field_manager: str, timeout: float = 10):
-        self.api, self.field_manager, self.timeout = api, field_manager, timeout
+    def __init__(self, api: client.ApiClient, field_manager: str, timeout: float = 10,
+                 applied: Callable[[Mapping[str, Any]], None] | None = None):
+        """`applied`: called with the object every apply of a whole object returns (not a
+        subresource's), e.g. so that its watch event is known news already (reconcile/triggers.py)."""
+        self.api, self.field_manager, self.timeout, self.applied = api, field_manager, timeout, applied
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: Any = None, content_type: str | None = None) -> Any:
@@ -148,10 +151,13 @@ class Kube:
         ref = Ref.of(obj)
         query = [("fieldManager", self.field_manager), ("force", "true")]
         try:
-            return self.request("PATCH", ref.path + (f"/{subresource}" if subresource else ""), query=query,
-                                body=obj, content_type="application/apply-patch+yaml")
+            after = self.request("PATCH", ref.path + (f"/{subresource}" if subresource else ""), query=query,
+                                 body=obj, content_type="application/apply-patch+yaml")
         except ApiException as e:
             if self._missing_type(e, ref):
                 raise ResourceTypeMissing(ref.kind) from None
             raise
+        if self.applied is not None and not subresource and after:
+            self.applied(after)
+        return after
 

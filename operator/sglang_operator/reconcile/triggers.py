@@ -12,6 +12,10 @@ the last event of the same object (by uid), or when the object is new or gone:
   (their status feeds ours);
 - Services, PodDisruptionBudgets, the worker ConfigMap: the same without status, which no pass reads
   (a drifted spec, label or owner reference is still news: that is the drift repair).
+The objects our own applies return are noted as seen (`note`): the watch event of a child we just
+created or repaired says what the pass that wrote it already knows (a first pass used to be followed
+by one pass each for its LeaderWorkerSet's, Service's and PodDisruptionBudget's ADDED events).
+Only the reconciler's writes are noted: an autoscaler's scale must still reach the status.
 Skipped events cost no pass; the resync still visits every object (resync.py)."""
 from __future__ import annotations
 
@@ -57,9 +61,21 @@ class Seen:
             with self._guard:
                 self._last.pop(uid, None)
             return True
-        d = digest(pod_view(obj) if obj.get("kind") == "Pod" else child_view(obj))
+        d = _view_digest(obj)
         with self._guard:
             if self._last.get(uid) == d:
                 return False
             self._last[uid] = d
             return True
+
+    def note(self, obj: Mapping[str, Any]) -> None:
+        """`obj` (a write's response) is known: its watch event, if unchanged by then, is no news."""
+        uid = (obj.get("metadata") or {}).get("uid")
+        if uid:
+            d = _view_digest(obj)
+            with self._guard:
+                self._last[uid] = d
+
+
+def _view_digest(obj: Mapping[str, Any]) -> bytes:
+    return digest(pod_view(obj) if obj.get("kind") == "Pod" else child_view(obj))

@@ -46,3 +46,27 @@ def test_child_status_is_news_only_for_the_kinds_whose_status_feeds_ours():
     assert seen.news("MODIFIED", child("LeaderWorkerSet", {"replicas": 1}, {"readyReplicas": 1}))
     assert not seen.news("MODIFIED", child("LeaderWorkerSet", {"replicas": 1}, {"readyReplicas": 1},
                                            resourceVersion="7"))
+
+
+def test_what_our_own_apply_returned_is_no_news_until_it_changes():
+    seen = Seen()
+    created = child("Service", {"ports": [{"port": 30000}]})
+    seen.note(created)
+    assert not seen.news("ADDED", child("Service", {"ports": [{"port": 30000}]}, resourceVersion="2"))
+    # someone else's edit after our write is still the drift the pass repairs
+    assert seen.news("MODIFIED", child("Service", {"ports": [{"port": 8080}]}, resourceVersion="3"))
+    seen.note({"kind": "Service", "metadata": {}})  # no uid (not an object): nothing noted, no error
+    assert seen.news("DELETED", created)
+    assert seen.news("ADDED", created)  # a deletion forgets the note too
+
+
+def test_the_reconcilers_kube_notes_whole_object_applies_not_status_writes():
+    from sglang_operator.kube.client import Kube
+
+    noted = []
+    kube = Kube(None, "m", applied=noted.append)
+    kube.request = lambda *a, **kw: {"kind": "Service", "metadata": {"uid": "u", "name": "s"}}
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}}
+    kube.apply(obj)
+    kube.apply(obj, subresource="status")
+    assert noted == [{"kind": "Service", "metadata": {"uid": "u", "name": "s"}}]
