@@ -1,8 +1,9 @@
 """A request's state inside the scheduler.
 
 Token bookkeeping: `fill_ids` = prompt + generated tokens. `kv_slots[:kv_len]` hold the KV of
-fill_ids[:kv_len]; the first `cache_len` of those are owned by the radix tree (locked through
-`last_node`), the rest belong to the request. A step extends fill_ids[kv_len:] (a prefill chunk,
+fill_ids[:kv_len] (kv_slots: a view of the request's row of the scheduler's cache.SlotTable); the
+first `cache_len` of those are owned by the radix tree (locked through `last_node`), the rest
+belong to the request. A step extends fill_ids[kv_len:] (a prefill chunk,
 or the single last sampled token when decoding); when it reaches the end of fill_ids the logits of
 the last position sample the next token.
 """
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache.slot_table import SlotTable
 from ..core.request import EngineRequest, SamplingParams
-from ..tokenizer import IncrementalDetokenizer
 from .multimodal import image_keys
 
 _EMPTY = torch.empty(0, dtype=torch.int64)
@@ -33,7 +34,10 @@ class Req:
     arrival: float = field(default_factory=time.monotonic)
 
     output_ids: list[int] = field(default_factory=list)
-    kv_slots: torch.Tensor = field(default_factory=lambda: _EMPTY)
+    # kv_slots (property below) = slot_table.data[slot_row, :num_slots]
+    slot_table: SlotTable | None = None
+    slot_row: int = -1  # -1: holds no slots
+    num_slots: int = 0
     kv_len: int = 0
     cache_len: int = 0  # leading kv slots owned (and locked) by the radix tree
     last_node: object = None  # radix node locked for kv_slots[:cache_len]
@@ -45,7 +49,7 @@ class Req:
 
     finished: bool = False
     finish_reason: dict | None = None
-    detok: IncrementalDetokenizer | None = None
+    detok: object = None  # tokenizer.IncrementalDetokenizer's pick for this request
     text: str = ""
     output_logprobs: list[tuple[float, int]] = field(default_factory=list)
     output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)
@@ -74,6 +78,29 @@ class Req:
         if r.images:
             req.images, req.prompt_keys = list(r.images), image_keys(r.input_ids, r.images)
         return req
+
+    @property
+    def kv_slots(self) -> torch.Tensor:
+        """Slots of positions [0, num_slots): a view, valid until the table next changes."""
+        if not self.num_slots:
+            return _EMPTY
+        return self.slot_table.data[self.slot_row, :self.num_slots]
+
+    @kv_slots.setter
+    def kv_slots(self, slots: torch.Tensor) -> None:
+        """Copies slots into the row (taking one on the first slot, giving it back on none)."""
+        n = slots.numel()
+        if n == 0:
+            if self.slot_row >= 0:
+                self.slot_table.release(self.slot_row)
+                self.slot_row = -1
+        else:
+            if self.slot_table is None:  # a request outside a scheduler: a table of its own
+                self.slot_table = SlotTable(1, n)
+            if self.slot_row < 0:
+                self.slot_row = self.slot_table.acquire()
+            self.slot_table.write(self.slot_row, slots)
+        self.num_slots = n
 
     @property
     def fill_ids(self) -> list[int]:

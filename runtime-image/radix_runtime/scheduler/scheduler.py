@@ -19,6 +19,7 @@ import torch
 
 from ..cache.kv_pool import KVPool
 from ..cache.radix_tree import RadixTree
+from ..cache.slot_table import SlotTable
 from ..core.config import EngineConfig
 from ..core.forward_batch import SeqInput
 from ..core.request import EngineOutput
@@ -85,9 +86,14 @@ class Scheduler:
         self.spec_accepted_tokens_total = 0
         self.timing = StepTiming()
         self._model_s = 0.0  # this step's model time (set by _run)
+        self.slots = SlotTable(rows=min(config.max_running_requests, 64))  # every request's kv_slots
+        # a group's LeaderRunner pickles the SeqInputs to the other ranks: a view of the table
+        # would carry the whole table along, so their slot lists are copies there
+        self._copy_slots = not isinstance(runner, ModelRunner)
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
+        req.slot_table = self.slots
         req.detok = IncrementalDetokenizer(self.tok, req.sampling.skip_special_tokens)
         if req.sampling.seed is not None:
             req.seed_gen = torch.Generator().manual_seed(req.sampling.seed)
@@ -223,11 +229,17 @@ class Scheduler:
                 decodes.remove(victim)
             self._retract(victim)
             retracted = True
-        if decodes:  # one allocation for all of them
+        if decodes:  # one allocation and one table write for all of them
             new = self._alloc(len(decodes))
-            for j, r in enumerate(decodes):
-                r.kv_slots = torch.cat((r.kv_slots, new[j:j + 1]))
-                plan.append((r, 1))
+            rows, pos = [], []
+            for r in decodes:
+                if r.slot_row < 0:
+                    r.slot_row = self.slots.acquire()
+                rows.append(r.slot_row)
+                pos.append(r.num_slots)
+                r.num_slots += 1
+            self.slots.append(rows, pos, new)
+            plan.extend((r, 1) for r in decodes)
         budget = self.budget
         for r in self.running:
             if r.remaining > 1 and budget > 0:
@@ -298,13 +310,12 @@ class Scheduler:
                 seqs.append(None)  # verify sequence, once the drafts are known
                 continue
             if n == 1 and r.output_ids and r.kv_len == r.fill_len - 1 and not r.images:
-                # a decode: its token is the last sampled one, its slots all it holds
-                slots = r.kv_slots if r.kv_slots.numel() == r.kv_len + 1 else r.kv_slots[:r.kv_len + 1]
-                seqs.append(SeqInput([r.output_ids[-1]], r.kv_len, slots))
+                # a decode: its token is the last sampled one
+                seqs.append(SeqInput([r.output_ids[-1]], r.kv_len, self._slots_of(r, r.kv_len + 1)))
                 continue
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
             seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
-                                 r.kv_slots[:r.kv_len + n], all_logits=want_input_lp,
+                                 self._slots_of(r, r.kv_len + n), all_logits=want_input_lp,
                                  embeds=chunk_embeds(r, r.kv_len, n, self.runner.encode_images)
                                  if r.images else []))
         spec_q = self._propose(plan, seqs) if self.spec is not None else {}
@@ -342,13 +353,18 @@ class Scheduler:
         if trim:  # one free for all (each copies the free list)
             self.alloc.free(torch.cat([r.kv_slots[r.kv_len:] for r in trim]))
             for r in trim:
-                r.kv_slots = r.kv_slots[:r.kv_len]
+                r.num_slots = r.kv_len
         if sample_idx:
             t0, host0 = time.perf_counter(), getattr(self.runner, "host_s", 0.0)
             logits = self.runner.logits(last_hidden, sample_idx)
             self._model_done(t0, host0)
             self._sample([plan[i][0] for i in sample_idx], logits, outputs)
         return outputs
+
+    def _slots_of(self, r: Req, n: int) -> torch.Tensor:
+        """r's first n slots for a SeqInput: a view of its table row (a copy for a group)."""
+        view = self.slots.data[r.slot_row, :n]
+        return view.clone() if self._copy_slots else view
 
     # -- speculative decoding (scheduler/speculative.py) ----------------------------------------
     def _row(self, r: Req, extra: list[int]) -> SampleRow:
@@ -363,7 +379,7 @@ class Scheduler:
         for i in spec:
             r = plan[i][0]
             seqs[i] = SeqInput([r.fill_ids[r.kv_len], *r.spec_draft], r.kv_len,
-                               r.kv_slots[:r.kv_len + 1 + r.spec_k], all_logits=True)
+                               self._slots_of(r, r.kv_len + 1 + r.spec_k), all_logits=True)
         return dict(zip(spec, qs))
 
     def _verify(self, r: Req, logits: torch.Tensor, q: torch.Tensor | None,
@@ -524,6 +540,9 @@ class Scheduler:
         assert torch.equal(allslots.sort().values, torch.arange(1, self.pool.size + 1)), "slot owned twice"
         for r in self.waiting:
             assert r.kv_len == 0 and r.kv_slots.numel() == 0 and r.last_node is None
+            assert r.slot_row < 0, "a waiting request holds a slot table row"
+        rows = [r.slot_row for r in self.running if r.slot_row >= 0]
+        assert len(set(rows)) == len(rows) == self.slots.rows_in_use, (rows, self.slots.rows_in_use)
         if not self.running:
             assert self.tree.protected_size == 0, self.tree.protected_size
 
