@@ -59,7 +59,7 @@ class EngineRequest:
     images: list = field(default_factory=list)  # images.ImageInput, in prompt order
 
 
-@dataclass
+@dataclass(slots=True)  # one per running request per step: slots make it cheaper to build
 class EngineOutput:
     """One update for one request. Fields are cumulative, never deltas."""
 

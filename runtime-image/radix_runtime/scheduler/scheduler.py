@@ -325,6 +325,12 @@ class Scheduler:
         self._model_done(t0, host0)
         self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
+        if not full_logits and all(n == 1 and not r.spec_k and r.output_ids and r.kv_len == r.fill_len - 1
+                                   for r, n in plan):
+            # every row decodes one token: nothing to cache, all rows sample
+            for r, _ in plan:
+                r.kv_len += 1
+            return self._sample_rows(plan, list(range(len(plan))), last_hidden, outputs)
         sample_idx: list[int] = []
         for i, (r, n) in enumerate(plan):
             if r.spec_k:
@@ -354,6 +360,9 @@ class Scheduler:
             self.alloc.free(torch.cat([r.kv_slots[r.kv_len:] for r in trim]))
             for r in trim:
                 r.num_slots = r.kv_len
+        return self._sample_rows(plan, sample_idx, last_hidden, outputs)
+
+    def _sample_rows(self, plan, sample_idx: list[int], last_hidden, outputs: list[EngineOutput]):
         if sample_idx:
             t0, host0 = time.perf_counter(), getattr(self.runner, "host_s", 0.0)
             logits = self.runner.logits(last_hidden, sample_idx)
