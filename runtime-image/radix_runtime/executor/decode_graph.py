@@ -63,7 +63,7 @@ def supports(model) -> str | None:
         return f"{type(model).__name__} is not a Llama-family decoder"
     m = lm.model
     if not (m.first and m.last) or m.embed_tokens.tp_size != 1:
-        return "tensor or pipeline parallelism"
+        return "not with tensor or pipeline parallelism"
     return None
 
 

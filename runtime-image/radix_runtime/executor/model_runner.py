@@ -160,7 +160,7 @@ def make_decode_graphs(config: EngineConfig | None, model, device, attention_bac
     if not (graphs or config.enable_torch_compile):
         return None
     if (why := supports(model)) is not None:
-        raise ValueError(f"{flag}: not supported with {why}")
+        raise ValueError(f"{flag}: {why}")
     if not graphs:
         return CompiledDecode(model, config.torch_compile_max_bs)
     if attention_backend != "triton":  # torch_native would gather the whole static page table
