@@ -114,7 +114,14 @@ class ByteDetokenizer:
             b = b"" if self.skip and t in special else tb(t)
         else:
             b = b"".join(tb(t) for t in new_ids if not (self.skip and t in special))
-        s = self._utf8.decode(b)
+        dec = self._utf8
+        if dec.buffer:  # the rest of a character is pending
+            s = dec.decode(b)
+        else:  # usually whole characters: skip the incremental decoder's Python layer
+            try:
+                s = b.decode()
+            except UnicodeDecodeError:
+                s = dec.decode(b)
         if s:
             self.text += s
         return self.text

@@ -13,8 +13,13 @@ import torch
 
 class SlotTable:
     def __init__(self, rows: int = 8, width: int = 256):
-        self.data = torch.zeros(rows, width, dtype=torch.int64)
         self._free = list(range(rows - 1, -1, -1))  # popped from the end: low rows first
+        self._set(torch.zeros(rows, width, dtype=torch.int64))
+
+    def _set(self, data: torch.Tensor) -> None:
+        self.data = data
+        # each row as a 1-D view, made once per growth: slicing one is ~2x cheaper than data[i, :n]
+        self.row = list(data.unbind(0))
 
     @property
     def rows_in_use(self) -> int:
@@ -23,7 +28,7 @@ class SlotTable:
     def acquire(self) -> int:
         if not self._free:
             n = self.data.shape[0]
-            self.data = torch.cat((self.data, torch.zeros_like(self.data)))
+            self._set(torch.cat((self.data, torch.zeros_like(self.data))))
             self._free = list(range(2 * n - 1, n - 1, -1))
         return self._free.pop()
 
@@ -37,7 +42,7 @@ class SlotTable:
                 w *= 2
             grown = torch.zeros(self.data.shape[0], w, dtype=torch.int64)
             grown[:, :self.data.shape[1]] = self.data
-            self.data = grown
+            self._set(grown)
 
     def write(self, row: int, slots: torch.Tensor) -> None:
         """row[:len(slots)] = slots."""
@@ -47,4 +52,5 @@ class SlotTable:
     def append(self, rows: list[int], pos: list[int], new: torch.Tensor) -> None:
         """row[p] = new[j] for each (row, p) = (rows[j], pos[j]): one slot more for each row."""
         self.ensure_width(max(pos) + 1)
-        self.data[torch.tensor(rows), torch.tensor(pos)] = new
+        w = self.data.shape[1]
+        self.data.view(-1)[torch.tensor([r * w + p for r, p in zip(rows, pos)])] = new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -35,6 +36,9 @@ from ..scheduler.speculative import DraftModelProposer, NgramProposer
 from ..tokenizer import Tokenizer
 
 log = logging.getLogger("radix_runtime.engine")
+# overlap scheduling (scheduler/overlap.py), opt-in until it has been measured on a GPU: greedy
+# decode batches run on a model thread while the scheduler commits the last one and plans the next
+OVERLAP_ENV = "RADIX_OVERLAP_SCHEDULE"
 _LOG_EVERY_S = 10.0  # a throughput line this often while busy
 
 
@@ -72,9 +76,11 @@ class RadixEngine:
             raise ValueError(f"--grammar-backend {config.grammar_backend!r}: only xgrammar is supported")
         self.grammar = GrammarBackend(config.tokenizer_path or config.model_path, self.vocab_size,
                                       self.eos_token_ids)
+        # one process only: a group's LeaderRunner keeps every rank's ops in the loop thread's order
+        overlap = os.environ.get(OVERLAP_ENV) == "1" and wrap_runner is None
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
                                    config, self.context_length, self.grammar,
-                                   spec=self._proposer(self.spec))
+                                   spec=self._proposer(self.spec), overlap=overlap)
         self._lock = threading.Lock()  # held around each scheduler step and admin call
         self._cv = threading.Condition()
         self._inbox: list[Req] = []
@@ -116,6 +122,7 @@ class RadixEngine:
                     if out is not None:
                         outputs.append(out)
                 if stopping:
+                    self.scheduler.close()  # a forward in flight finishes first
                     outputs += self._abort_all("server shutting down")
                 else:
                     try:

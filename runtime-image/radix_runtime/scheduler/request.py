@@ -84,7 +84,7 @@ class Req:
         """Slots of positions [0, num_slots): a view, valid until the table next changes."""
         if not self.num_slots:
             return _EMPTY
-        return self.slot_table.data[self.slot_row, :self.num_slots]
+        return self.slot_table.row[self.slot_row][:self.num_slots]
 
     @kv_slots.setter
     def kv_slots(self, slots: torch.Tensor) -> None:

@@ -28,6 +28,7 @@ from ..grammar.backend import GrammarBackend
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
 from .multimodal import chunk_embeds
+from .overlap import Job, ModelThread
 from .request import Req
 from .sampling import SampleRow, distribution, logprobs_of, plain_greedy, sample
 from .speculative import verify
@@ -39,13 +40,18 @@ class StepTiming:
     the model's part (runner.forward + runner.logits, less the runner's host-side batch preparation,
     `host_s`), for all steps and for pure-decode steps.
     On CUDA the forward is asynchronous, so "model" ends at the launch unless RADIX_SYNC_TIMING=1
-    (a synchronize after the model's part; costs a little)."""
+    (a synchronize after the model's part; costs a little).
+    With overlap scheduling (scheduler/overlap.py) a pipelined step is one committed batch, and
+    its time is the wall time since the previous commit (the engine loop around the steps
+    included): the rest is then the time the model was not running. `overlapped_s` is the
+    scheduler thread's work done while a forward was in flight, which the overlap hid."""
     steps: int = 0
     step_s: float = 0.0
     model_s: float = 0.0
     decode_steps: int = 0
     decode_step_s: float = 0.0
     decode_model_s: float = 0.0
+    overlapped_s: float = 0.0
 
 
 _SYNC_TIMING = os.environ.get("RADIX_SYNC_TIMING") == "1"
@@ -54,7 +60,7 @@ _SYNC_TIMING = os.environ.get("RADIX_SYNC_TIMING") == "1"
 class Scheduler:
     def __init__(self, runner: ModelRunner, pool: KVPool, tokenizer: Tokenizer, eos_ids: set[int],
                  config: EngineConfig, context_length: int, grammar: GrammarBackend | None = None,
-                 spec=None):
+                 spec=None, overlap: bool = False):
         self.runner, self.pool, self.tok = runner, pool, tokenizer
         self.grammar = grammar  # masks constrained rows' logits (requests carry their matcher)
         self.alloc = pool.allocator
@@ -90,6 +96,11 @@ class Scheduler:
         # a group's LeaderRunner pickles the SeqInputs to the other ranks: a view of the table
         # would carry the whole table along, so their slot lists are copies there
         self._copy_slots = not isinstance(runner, ModelRunner)
+        # overlap scheduling (scheduler/overlap.py): the model thread, the job it runs or ran last
+        # whose tokens are not committed yet, and when the last pipelined commit ended
+        self._model_thread = ModelThread(runner, _SYNC_TIMING) if overlap and spec is None else None
+        self._inflight: Job | None = None
+        self._pipe_t: float | None = None
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
@@ -117,7 +128,16 @@ class Scheduler:
         return self._output(r)
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.running or self._inflight)
+
+    def close(self) -> None:
+        """Wait for a forward still in flight (its tokens are dropped) and stop the model thread."""
+        job, self._inflight = self._inflight, None
+        if job is not None:
+            job.done.wait()
+        if self._model_thread is not None:
+            self._model_thread.close()
+            self._model_thread = None
 
     # -- KV bookkeeping -----------------------------------------------------------------------
     def _alloc(self, n: int) -> torch.Tensor | None:
@@ -165,6 +185,16 @@ class Scheduler:
     @torch.inference_mode()
     def step(self) -> list[EngineOutput]:
         t0 = time.perf_counter()
+        if self._inflight is None:
+            return self._step(t0)
+        rows = self._pipeline_rows()
+        if rows is not None:
+            return self._pipelined_step(t0, *rows)
+        outputs = self._commit(self._take_inflight())  # the pipeline drains
+        self._pipe_t = None
+        return outputs + self._step(time.perf_counter())
+
+    def _step(self, t0: float) -> list[EngineOutput]:
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
         while not plan and len(self.running) > 1:
@@ -185,6 +215,12 @@ class Scheduler:
         if self.spec is not None:
             self._reserve_drafts(plan)
         decode = all(n == 1 and r.kv_len >= len(r.input_ids) for r, n in plan)
+        if decode and self._model_thread is not None and all(
+                r.output_ids and r.kv_len == r.fill_len - 1 and self._pipelinable(r, 0) for r, _ in plan):
+            reqs = [r for r, _ in plan]
+            seqs = [SeqInput([r.output_ids[-1]], r.kv_len, self._slots_of(r, r.kv_len + 1)) for r in reqs]
+            self._launch(Job(reqs, seqs, t_plan=t0))
+            return []  # its tokens come with the next step
         self._model_s = 0.0
         outputs = self._run(plan)
         dt, tm = time.perf_counter() - t0, self.timing
@@ -195,6 +231,80 @@ class Scheduler:
             tm.decode_steps += 1
             tm.decode_step_s += dt
             tm.decode_model_s += self._model_s
+        return outputs
+
+    # -- overlap scheduling (scheduler/overlap.py) ---------------------------------------------
+    def _pipelinable(self, r: Req, pending: int) -> bool:
+        """r's next token, with `pending` tokens still uncommitted, is the argmax of raw logits and
+        needs nothing the model thread does not have (logprobs, grammar, images)."""
+        if r.plain_greedy is None:
+            r.plain_greedy = plain_greedy(r.sampling)
+        return (r.plain_greedy and r.grammar is None and not r.return_logprob and not r.images
+                and (len(r.output_ids) + pending >= r.sampling.min_new_tokens or not self._stop_ids(r)))
+
+    def _pipeline_rows(self) -> tuple[list[Req], list[int]] | None:
+        """The next batch while one is in flight: its rows that go on, as (requests, their rows in
+        the in-flight job); None when the synchronous step has to decide (a request may be
+        admitted, KV is short, a row needs more than an argmax)."""
+        prev = self._inflight
+        alive = [j for j, r in enumerate(prev.reqs) if not r.finished]
+        if len(alive) != len(self.running):
+            return None
+        if self.waiting and len(self.running) < self.cfg.max_running_requests:
+            return None
+        # requests the in-flight token finishes by length stay out (known ahead, unlike stops)
+        src = [j for j in alive if len(prev.reqs[j].output_ids) + 1 < prev.reqs[j].sampling.max_new_tokens
+               and prev.reqs[j].fill_len + 1 < self.context_length]
+        reqs = [prev.reqs[j] for j in src]
+        if not reqs or self._available() < len(reqs) or not all(self._pipelinable(r, 1) for r in reqs):
+            return None
+        return reqs, src
+
+    def _pipelined_step(self, t0: float, reqs: list[Req], src: list[int]) -> list[EngineOutput]:
+        """Plan and launch the next batch, then commit the one in flight."""
+        prev = self._inflight
+        # the synchronous step's bookkeeping; no retraction (every row got its slot)
+        self.new_token_ratio = max(self.new_token_ratio - policy.NEW_TOKEN_RATIO_DECAY, self.min_new_token_ratio)
+        for r in self.waiting:
+            r.wait_steps += 1
+        self._append_slots(reqs, self._alloc(len(reqs)))
+        # input tokens: filled in by the model thread from prev's argmax
+        seqs = [SeqInput([0], r.kv_len + 1, self._slots_of(r, r.kv_len + 2)) for r in reqs]
+        self._launch(Job(reqs, seqs, prev=prev, src=src, t_plan=t0))
+        if not prev.done.is_set():  # planned while prev's forward ran
+            self.timing.overlapped_s += time.perf_counter() - t0
+        return self._commit(prev, hidden=True)
+
+    def _launch(self, job: Job) -> None:
+        self._model_thread.submit(job)
+        self._inflight = job
+        self.forward_passes_total += 1
+
+    def _take_inflight(self) -> Job:
+        job, self._inflight = self._inflight, None
+        return job
+
+    def _commit(self, job: Job, hidden: bool = False) -> list[EngineOutput]:
+        """job's tokens into its requests (the rows of requests finished meanwhile were spare).
+        hidden: the next job is in flight, so this work overlaps its forward."""
+        ids = job.wait()
+        t1 = time.perf_counter()
+        outputs: list[EngineOutput] = []
+        for r, t in zip(job.reqs, ids):
+            if not r.finished:
+                r.kv_len += 1
+                self._append_token(r, t, outputs)
+        now, tm = time.perf_counter(), self.timing
+        if hidden:
+            tm.overlapped_s += now - t1
+        period = now - (self._pipe_t if self._pipe_t is not None else job.t_plan)
+        self._pipe_t = now
+        tm.steps += 1
+        tm.step_s += period
+        tm.model_s += job.model_s
+        tm.decode_steps += 1
+        tm.decode_step_s += period
+        tm.decode_model_s += job.model_s
         return outputs
 
     def _model_done(self, t0: float, host0: float = 0.0) -> None:
@@ -230,15 +340,7 @@ class Scheduler:
             self._retract(victim)
             retracted = True
         if decodes:  # one allocation and one table write for all of them
-            new = self._alloc(len(decodes))
-            rows, pos = [], []
-            for r in decodes:
-                if r.slot_row < 0:
-                    r.slot_row = self.slots.acquire()
-                rows.append(r.slot_row)
-                pos.append(r.num_slots)
-                r.num_slots += 1
-            self.slots.append(rows, pos, new)
+            self._append_slots(decodes, self._alloc(len(decodes)))
             plan.extend((r, 1) for r in decodes)
         budget = self.budget
         for r in self.running:
@@ -250,6 +352,17 @@ class Scheduler:
                     budget -= n
         self._budget_left = budget
         return retracted
+
+    def _append_slots(self, reqs: list[Req], new: torch.Tensor) -> None:
+        """One more slot for each of reqs (new[j] for reqs[j]) with one table write."""
+        rows, pos = [], []
+        for r in reqs:
+            if r.slot_row < 0:
+                r.slot_row = self.slots.acquire()
+            rows.append(r.slot_row)
+            pos.append(r.num_slots)
+            r.num_slots += 1
+        self.slots.append(rows, pos, new)
 
     def _admit(self, plan: list[tuple[Req, int]]) -> None:
         budget = self._budget_left
@@ -372,7 +485,7 @@ class Scheduler:
 
     def _slots_of(self, r: Req, n: int) -> torch.Tensor:
         """r's first n slots for a SeqInput: a view of its table row (a copy for a group)."""
-        view = self.slots.data[r.slot_row, :n]
+        view = self.slots.row[r.slot_row][:n]
         return view.clone() if self._copy_slots else view
 
     # -- speculative decoding (scheduler/speculative.py) ----------------------------------------
