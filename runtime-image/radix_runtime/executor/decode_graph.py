@@ -6,11 +6,10 @@ it covers. Padded rows are token 0 at position 0 writing KV slot 0, the pool's s
 sequence owns; their outputs are dropped.
 
 - CPU (`CompiledDecode`, --enable-torch-compile): the ~35 small ops of a layer outside attention
-  are fused by inductor. One compiled region runs from a layer's attention output to the next
-  layer's q/k/v (o_proj, residuals, MLP, norms, projections, rotary); the last region ends with the
-  final norm and the LM head. The attention stays eager between regions, on the unpadded batch,
-  over the dense decode K/V the torch backend keeps (its context length changes every step, which
-  static shapes cannot follow). Regions are compiled per bucket, on first use, with static shapes.
+  are fused by inductor: the whole forward and the LM head are one compiled graph per bucket, in
+  which attention is an opaque op that runs the torch backend eagerly on the unpadded rows, over
+  the dense decode K/V it keeps (their length changes every step, which static shapes cannot
+  follow). One graph rather than a region per layer: each compiled call costs a guard check.
 - CUDA (`executor/cuda_graph.py`, --cuda-graph-max-bs): the whole forward, attention included,
   captured per bucket over static input buffers (`StaticDecodeInputs`) and replayed.
 """
@@ -67,36 +66,51 @@ def supports(model) -> str | None:
     return None
 
 
-# -- CPU: compiled regions -----------------------------------------------------------------------
-def _first(embed, layer, ids, positions):
-    x = embed(ids)
-    return (x, *layer.start(x, positions))
+# -- CPU: one compiled graph, attention an opaque op in it --------------------------------------
+class _Batch:
+    """The decode batch the compiled graph's attention op runs on, set around each run (the op
+    takes tensors only; the batch, a Python object, stays outside the graph)."""
+    fb: ForwardBatch | None = None
+    layers: list = []
 
 
-def _middle(prev, layer, x, o, positions):
-    x = prev.finish(x, o)
-    return (x, *layer.start(x, positions))
+@torch.library.custom_op("radix_runtime::decode_attention", mutates_args=())
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int) -> torch.Tensor:
+    """Layer `layer`'s attention for the padded rows q, k, v: the real rows go to the backend
+    (which writes their K/V to the pool); the pad rows' output is zeros."""
+    fb = _Batch.fb
+    b = fb.num_decode
+    return pad_rows(_Batch.layers[layer].self_attn.attend(q[:b], k[:b], v[:b], fb), q.shape[0])
 
 
-def _last(prev, lm, x, o):
-    x = lm.model.norm(prev.finish(x, o))
+@_attention.register_fake
+def _(q, k, v, layer):
+    return torch.empty_like(q)
+
+
+def _decode(lm, ids: torch.Tensor, positions: torch.Tensor):
+    """The decode forward with attention as _attention: what CompiledDecode compiles."""
+    m = lm.model
+    x = m.embed_tokens(ids)
+    for i, layer in enumerate(m.layers[m.start:m.end]):
+        x = layer.finish(x, _attention(*layer.start(x, positions), i))
+    x = m.norm(x)
     return x, lm.logits(x)
 
 
 class CompiledDecode:
-    """--enable-torch-compile: a decode batch of at most max_bs sequences runs as compiled regions
-    at its bucket's size, with eager attention between them."""
+    """--enable-torch-compile: a decode batch of at most max_bs sequences runs padded to its bucket
+    through one torch.compile'd graph of the whole forward and LM head (static shapes, compiled
+    on the bucket's first use). Attention is an opaque op in that graph (_attention), run eagerly
+    on the real rows only, over the dense decode K/V the torch backend keeps: its context length
+    changes every step, which static shapes cannot follow."""
 
     def __init__(self, model, max_bs: int):
         self.lm = decode_model(model)
         self.sizes = capture_sizes(max_bs)
-        # a region's code object is compiled once per bucket (layers share it: modules are inputs)
-        dyn = torch._dynamo.config
+        dyn = torch._dynamo.config  # one compiled entry per bucket
         dyn.cache_size_limit = max(dyn.cache_size_limit, 2 * len(self.sizes))
-        opts = dict(dynamic=False, fullgraph=True)
-        self._first = torch.compile(_first, **opts)
-        self._middle = torch.compile(_middle, **opts)
-        self._last = torch.compile(_last, **opts)
+        self._fn = torch.compile(_decode, dynamic=False, fullgraph=True)
         self.compiled: dict[int, float] = {}  # bucket -> seconds its first run took (compiling)
 
     def bucket(self, n: int) -> int | None:
@@ -105,20 +119,16 @@ class CompiledDecode:
     def run(self, fb: ForwardBatch, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """fb: a decode-only batch of B <= bs rows -> (final hidden [B, hidden], logits [B, V])."""
         t0 = time.perf_counter()
-        b = fb.num_decode
         m = self.lm.model
-        layers = m.layers[m.start:m.end]
-        positions = pad_rows(fb.positions, bs)
-        x, q, k, v = self._first(m.embed_tokens, layers[0], pad_rows(fb.input_ids, bs), positions)
-        for i, layer in enumerate(layers):
-            o = pad_rows(layer.self_attn.attend(q[:b], k[:b], v[:b], fb), bs)  # real rows only
-            if i + 1 < len(layers):
-                x, q, k, v = self._middle(layer, layers[i + 1], x, o, positions)
-            else:
-                x, logits = self._last(layer, self.lm, x, o)
+        _Batch.fb, _Batch.layers = fb, m.layers[m.start:m.end]
+        try:
+            x, logits = self._fn(self.lm, pad_rows(fb.input_ids, bs), pad_rows(fb.positions, bs))
+        finally:
+            _Batch.fb = None
         if bs not in self.compiled:
             self.compiled[bs] = time.perf_counter() - t0
-            log.info("compiled the decode regions for batch size %d in %.1f s", bs, self.compiled[bs])
+            log.info("compiled the decode graph for batch size %d in %.1f s", bs, self.compiled[bs])
+        b = fb.num_decode
         return x[:b], logits[:b]
 
 
