@@ -2,8 +2,9 @@
 
 A decode batch of B sequences is padded to the smallest bucket >= B (SGLang's capture sizes: 1, 2,
 4, 8, then steps of 8 up to the max), so a bucket's compiled code or captured graph serves every B
-it covers. Padded rows are token 0 at position 0 writing KV slot 0, the pool's scratch slot that no
-sequence owns; their outputs are dropped.
+it covers. Padded rows are token 0 at position 0 and their outputs are dropped; under CUDA graphs
+they write and read KV slot 0, the pool's scratch slot that no sequence owns (the compiled CPU
+decode leaves them out of attention altogether).
 
 - CPU (`CompiledDecode`, --enable-torch-compile): the ~35 small ops of a layer outside attention
   are fused by inductor: the whole forward and the LM head are one compiled graph per bucket, in
@@ -50,7 +51,7 @@ def pad_rows(t: torch.Tensor, bs: int, value: int = 0) -> torch.Tensor:
 
 def decode_model(model):
     """The Llama-family decoder that runs a decode batch (a vision model's language model; no
-    images in a decode batch), or None when the model is not one the regions know."""
+    images in a decode batch), or None when the model is another kind."""
     lm = getattr(model, "language_model", model)
     return lm if isinstance(lm, LlamaForCausalLM) else None
 

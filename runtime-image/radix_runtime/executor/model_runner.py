@@ -149,7 +149,7 @@ class ModelRunner:
 
 def make_decode_graphs(config: EngineConfig | None, model, device, attention_backend: str | None):
     """The decode runner the flags ask for: CUDA graphs (CUDA, --cuda-graph-max-bs given and no
-    --disable-cuda-graph), else compiled regions (--enable-torch-compile, any device), else None
+    --disable-cuda-graph), else the compiled decode (--enable-torch-compile, any device), else None
     (eager). --cuda-graph-max-bs on CPU changes nothing, as in SGLang."""
     if config is None:
         return None
