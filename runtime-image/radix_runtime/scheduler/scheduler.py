@@ -331,20 +331,27 @@ class Scheduler:
                 free -= k
 
     def _schedule_running(self, plan: list[tuple[Req, int]]) -> bool:
-        decodes = [r for r in self.running if r.remaining == 1]
+        decodes, longer = [], []  # one token to run / a prefill (chunk) to continue
+        for r in self.running:
+            rem = r.remaining
+            if rem == 1:
+                decodes.append(r)
+            elif rem > 1:
+                longer.append(r)
         retracted = False
         while len(decodes) > self._available():
             victim = policy.retract_order(self.running)[0]
-            if victim in decodes:
-                decodes.remove(victim)
+            for group in (decodes, longer):
+                if victim in group:
+                    group.remove(victim)
             self._retract(victim)
             retracted = True
         if decodes:  # one allocation and one table write for all of them
             self._append_slots(decodes, self._alloc(len(decodes)))
             plan.extend((r, 1) for r in decodes)
         budget = self.budget
-        for r in self.running:
-            if r.remaining > 1 and budget > 0:
+        for r in longer:
+            if budget > 0:
                 n = min(r.remaining, budget, self._available())
                 if n > 0:
                     r.kv_slots = torch.cat((r.kv_slots, self._alloc(n)))
@@ -418,14 +425,17 @@ class Scheduler:
 
     def _run(self, plan: list[tuple[Req, int]]) -> list[EngineOutput]:
         seqs: list[SeqInput | None] = []
+        all_decode = True  # every row runs its last sampled token
         for r, n in plan:
             if r.spec_k:
                 seqs.append(None)  # verify sequence, once the drafts are known
+                all_decode = False
                 continue
             if n == 1 and r.output_ids and r.kv_len == r.fill_len - 1 and not r.images:
                 # a decode: its token is the last sampled one
                 seqs.append(SeqInput([r.output_ids[-1]], r.kv_len, self._slots_of(r, r.kv_len + 1)))
                 continue
+            all_decode = False
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
             seqs.append(SeqInput(r.fill_ids[r.kv_len:r.kv_len + n], r.kv_len,
                                  self._slots_of(r, r.kv_len + n), all_logits=want_input_lp,
@@ -438,9 +448,7 @@ class Scheduler:
         self._model_done(t0, host0)
         self.forward_passes_total += 1
         outputs: list[EngineOutput] = []
-        if not full_logits and all(n == 1 and not r.spec_k and r.output_ids and r.kv_len == r.fill_len - 1
-                                   for r, n in plan):
-            # every row decodes one token: nothing to cache, all rows sample
+        if all_decode and not full_logits:  # nothing to cache, every row samples
             for r, _ in plan:
                 r.kv_len += 1
             return self._sample_rows(plan, list(range(len(plan))), last_hidden, outputs)
