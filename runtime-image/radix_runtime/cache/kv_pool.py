@@ -27,20 +27,34 @@ class KVPool:
 
 
 class SlotAllocator:
-    """Free slots kept as a CPU int64 tensor; alloc takes from the front, free appends."""
+    """Free slots kept as a CPU int64 tensor; alloc takes from the front, free appends. Freed
+    slots wait in a list and are joined in one cat when alloc reaches them (a free per finished
+    request would otherwise copy the whole free list each time)."""
 
     def __init__(self, size: int):
-        self.free_slots = torch.arange(1, size + 1, dtype=torch.int64)
+        self._free = torch.arange(1, size + 1, dtype=torch.int64)
+        self._freed: list[torch.Tensor] = []
+        self._n_freed = 0
+
+    @property
+    def free_slots(self) -> torch.Tensor:
+        if self._freed:
+            self._free = torch.cat((self._free, *self._freed))
+            self._freed, self._n_freed = [], 0
+        return self._free
 
     def available(self) -> int:
-        return int(self.free_slots.numel())
+        return int(self._free.numel()) + self._n_freed
 
     def alloc(self, n: int) -> torch.Tensor | None:
-        if n > self.free_slots.numel():
-            return None
-        out, self.free_slots = self.free_slots[:n], self.free_slots[n:]
+        if n > self._free.numel():
+            if n > self.available():
+                return None
+            self.free_slots  # join the freed ones behind the front
+        out, self._free = self._free[:n], self._free[n:]
         return out
 
     def free(self, slots: torch.Tensor) -> None:
         if slots.numel():
-            self.free_slots = torch.cat((self.free_slots, slots.to(torch.int64).cpu()))
+            self._freed.append(slots.to(torch.int64).cpu().clone())
+            self._n_freed += slots.numel()
