@@ -32,6 +32,8 @@ class ModelRunner:
         self.host_s = 0.0
         # decode-only batches at padded sizes, compiled or CUDA graphs (config's flags; None: eager)
         self.graphs = make_decode_graphs(config, model, device, attention_backend)
+        if isinstance(self.graphs, CompiledDecode) and hasattr(self.backend, "use_cpu_kernel"):
+            self.backend.use_cpu_kernel()  # its decode attention: the C kernel where it builds
         self._graph_out: tuple[torch.Tensor, torch.Tensor] | None = None  # (hidden, logits)
 
     def batch(self, seqs: list[SeqInput]) -> tuple[ForwardBatch, list[int]]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..cache.kv_pool import KVPool
 from ..core.config import ATTENTION_BACKENDS
 from ..core.forward_batch import ForwardBatch
+from . import cpu_decode_attention
 from .decode_kv import DenseDecodeKV
 
 
@@ -45,6 +46,26 @@ class TorchPagedAttention:
         # a GPU has the memory bandwidth for the gather, not the memory for a second copy
         on_cpu = bool(pool.k) and pool.k[0].device.type == "cpu"
         self.dense = DenseDecodeKV(len(pool.k)) if on_cpu else None
+        self.kernel = None  # the C decode kernel, once use_cpu_kernel() succeeded
+        self._lens: tuple[ForwardBatch | None, torch.Tensor | None] = (None, None)
+
+    def use_cpu_kernel(self) -> bool:
+        """Decode through the C kernel (layers/cpu_decode_attention.py), reading the pool through
+        the page table, instead of the dense copy and SDPA; False (nothing changes) where it
+        cannot: not a float32 CPU pool, head_dim not a multiple of 8, or no kernel built."""
+        k = self.pool.k[0] if self.pool.k else None
+        if self.dense is None or k is None or k.dtype != torch.float32 or k.shape[-1] % 8:
+            return False
+        self.kernel = cpu_decode_attention.load()
+        if self.kernel is not None:
+            self.dense = None
+        return self.kernel is not None
+
+    def _decode_lens(self, fb: ForwardBatch) -> torch.Tensor:
+        """fb's decode context lengths, counted once per batch (every layer reads them)."""
+        if self._lens[0] is not fb:
+            self._lens = (fb, fb.decode_lens if fb.decode_lens is not None else fb.decode_mask.sum(1))
+        return self._lens[1]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
                 fb: ForwardBatch, window: int | None = None) -> torch.Tensor:
@@ -54,6 +75,10 @@ class TorchPagedAttention:
         kbuf, vbuf = self.pool.k[layer], self.pool.v[layer]
         out = torch.empty_like(q)
         nd = fb.num_decode
+        if nd and self.kernel is not None:
+            out[:nd] = cpu_decode_attention.decode_attention(
+                self.kernel, q[:nd], kbuf, vbuf, fb.decode_table, self._decode_lens(fb), self.scale, window)
+            nd = 0  # done
         if self.dense is not None:
             self.dense.begin(fb)  # every forward, so one without decodes invalidates the copy
         if nd and self.dense is not None:

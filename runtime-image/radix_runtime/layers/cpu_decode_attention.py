@@ -1,0 +1,152 @@
+"""Decode attention on CPU as one small C kernel reading the paged pool through the page table.
+
+At decode shapes (a few heads of 16-128 dims, one query per sequence) torch's SDPA kernel spends
+most of its time on per-head overhead, and the torch backend also keeps a dense copy of the decode
+K/V up to date every step. This kernel does neither: per (sequence, KV head) it walks the
+sequence's slots, scores every query head of the group against each K row (GQA: a K/V row is
+loaded once per group; AVX2 dot products), softmaxes in float32 and accumulates the V rows.
+float32 pools, head_dim a multiple of 8, x86-64 with AVX2/FMA.
+
+It is compiled on first use with the system C compiler (`cc -O3 -march=native -ffast-math`, <1 s)
+into a cache directory and called through ctypes, so nothing is built at install time; without a
+compiler `load()` returns None and the caller keeps the torch path. Opted into by the compiled
+decode (--enable-torch-compile).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <immintrin.h>
+
+static inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+    return _mm_cvtss_f32(lo);
+}
+
+/* q [B, H, D], the pool's K/V [slots, KVH, D] (row stride slot_stride), table [B, table_stride]
+   slots of which the first lens[b] are sequence b's context -> out [B, H, D]. D % 8 == 0. scores:
+   scratch of (H / KVH) x max lens floats. Per (sequence, KV head) each K/V row is loaded once for
+   the group's query heads (GQA); two passes over the slots (scores, then softmax-weighted V). */
+void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
+                          const int64_t *table, const int64_t *lens, float *out, float *scores,
+                          int64_t batch, int64_t heads, int64_t kv_heads, int64_t dim,
+                          int64_t table_stride, int64_t slot_stride, int64_t window, float scale) {
+    const int64_t group = heads / kv_heads;
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t len = lens[b];
+        const int64_t lo = (window > 0 && len > window) ? len - window : 0;
+        const int64_t n = len - lo;
+        const int64_t *slots = table + b * table_stride + lo;
+        for (int64_t kh = 0; kh < kv_heads; kh++) {
+            const float *qg = q + (b * heads + kh * group) * dim;
+            float *og = out + (b * heads + kh * group) * dim;
+            for (int64_t i = 0; i < n; i++) {
+                const float *k = kbuf + slots[i] * slot_stride + kh * dim;
+                for (int64_t g = 0; g < group; g++) {
+                    const float *qh = qg + g * dim;
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int64_t d = 0; d < dim; d += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(k + d), acc);
+                    scores[g * n + i] = hsum(acc) * scale;
+                }
+            }
+            for (int64_t g = 0; g < group; g++) {
+                float *s = scores + g * n, m = -INFINITY, sum = 0.f;
+                for (int64_t i = 0; i < n; i++) m = s[i] > m ? s[i] : m;
+                for (int64_t i = 0; i < n; i++) { s[i] = expf(s[i] - m); sum += s[i]; }
+                const float inv = 1.f / sum;
+                for (int64_t i = 0; i < n; i++) s[i] *= inv;
+                for (int64_t d = 0; d < dim; d++) og[g * dim + d] = 0.f;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                const float *v = vbuf + slots[i] * slot_stride + kh * dim;
+                for (int64_t g = 0; g < group; g++) {
+                    const __m256 p = _mm256_set1_ps(scores[g * n + i]);
+                    float *o = og + g * dim;
+                    for (int64_t d = 0; d < dim; d += 8)
+                        _mm256_storeu_ps(o + d, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + d), _mm256_loadu_ps(o + d)));
+                }
+            }
+        }
+    }
+}
+"""
+
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+_lib: ctypes.CDLL | None | bool = False  # False: not tried yet
+
+
+def _has_avx2_fma() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx2" in flags and " fma" in flags
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "radix_runtime", "kernels")
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel (built once per source and flags, then cached), or None where it cannot
+    run: no C compiler, not x86-64 with AVX2 and FMA, or the build fails."""
+    global _lib
+    if _lib is not False:
+        return _lib
+    _lib = None
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None or not _has_avx2_fma():
+        return None
+    key = hashlib.sha256((_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:16]
+    path = _cache_dir() / f"decode_attention_{key}.so"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, so = Path(tmp, "k.c"), Path(tmp, "k.so")
+            src.write_text(_SOURCE)
+            r = subprocess.run([cc, *_FLAGS, str(src), "-o", str(so), "-lm"], capture_output=True)
+            if r.returncode != 0:
+                return None
+            os.replace(so, path)  # atomic: a concurrent process sees a whole file or none
+    lib = ctypes.CDLL(str(path))
+    fn = lib.decode_attention_f32
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 7 + [ctypes.c_float]
+    _lib = lib
+    return lib
+
+
+def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor,
+                     table: torch.Tensor, lens: torch.Tensor, scale: float,
+                     window: int | None = None) -> torch.Tensor:
+    """q [B, H, D] float32; k_buf, v_buf [slots, KVH, D] (a pool layer); table [B, W] int64 slots
+    (row b's first lens[b] are its context); lens [B] int64 >= 1 -> [B, H, D]."""
+    b, h, d = q.shape
+    kvh = k_buf.shape[1]
+    if d % 8 or q.dtype != torch.float32:
+        raise ValueError(f"the C decode kernel takes float32 heads of a multiple of 8 dims, got {q.dtype} x {d}")
+    q, table, lens = q.contiguous(), table.contiguous(), lens.contiguous()
+    if not (k_buf.is_contiguous() and v_buf.is_contiguous()):
+        raise ValueError("the pool's K/V buffers must be contiguous")
+    out = torch.empty_like(q)
+    scores = torch.empty((h // kvh) * max(table.shape[1], 1), dtype=torch.float32)
+    lib.decode_attention_f32(q.data_ptr(), k_buf.data_ptr(), v_buf.data_ptr(), table.data_ptr(),
+                             lens.data_ptr(), out.data_ptr(), scores.data_ptr(), b, h, kvh, d,
+                             table.stride(0), k_buf.stride(0), window or 0, scale)
+    return out
