@@ -115,16 +115,19 @@ def load() -> ctypes.CDLL | None:
         return None
     key = hashlib.sha256((_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:16]
     path = _cache_dir() / f"decode_attention_{key}.so"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            src, so = Path(tmp, "k.c"), Path(tmp, "k.so")
-            src.write_text(_SOURCE)
-            r = subprocess.run([cc, *_FLAGS, str(src), "-o", str(so), "-lm"], capture_output=True)
-            if r.returncode != 0:
-                return None
-            os.replace(so, path)  # atomic: a concurrent process sees a whole file or none
-    lib = ctypes.CDLL(str(path))
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                src, so = Path(tmp, "k.c"), Path(tmp, "k.so")
+                src.write_text(_SOURCE)
+                r = subprocess.run([cc, *_FLAGS, str(src), "-o", str(so), "-lm"], capture_output=True)
+                if r.returncode != 0:
+                    return None
+                os.replace(so, path)  # atomic: a concurrent process sees a whole file or none
+        lib = ctypes.CDLL(str(path))
+    except OSError:  # no writable cache directory, or the library does not load
+        return None
     fn = lib.decode_attention_f32
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 7 + [ctypes.c_float]
