@@ -39,8 +39,8 @@ static inline float hsum(__m256 v) {
 
 /* q [B, H, D], the pool's K/V [slots, KVH, D] (row stride slot_stride), table [B, table_stride]
    slots of which the first lens[b] are sequence b's context -> out [B, H, D]. D % 8 == 0. scores:
-   scratch of (H / KVH) x max lens floats. Per (sequence, KV head) each K/V row is loaded once for
-   the group's query heads (GQA); two passes over the slots (scores, then softmax-weighted V). */
+   scratch of (H / KVH) x max lens floats. Per (sequence, KV head) each K row is loaded once for
+   the group's query heads (GQA); scores, softmax, then the softmax-weighted sum of V rows. */
 void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
                           const int64_t *table, const int64_t *lens, float *out, float *scores,
                           int64_t batch, int64_t heads, int64_t kv_heads, int64_t dim,
@@ -54,7 +54,28 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
         for (int64_t kh = 0; kh < kv_heads; kh++) {
             const float *qg = q + (b * heads + kh * group) * dim;
             float *og = out + (b * heads + kh * group) * dim;
-            for (int64_t i = 0; i < n; i++) {
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) {  /* four positions: one shuffle tree for their sums */
+                const float *k0 = kbuf + slots[i] * slot_stride + kh * dim;
+                const float *k1 = kbuf + slots[i + 1] * slot_stride + kh * dim;
+                const float *k2 = kbuf + slots[i + 2] * slot_stride + kh * dim;
+                const float *k3 = kbuf + slots[i + 3] * slot_stride + kh * dim;
+                for (int64_t g = 0; g < group; g++) {
+                    const float *qh = qg + g * dim;
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int64_t d = 0; d < dim; d += 8) {
+                        const __m256 qv = _mm256_loadu_ps(qh + d);
+                        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+                        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+                        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+                        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+                    }
+                    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+                    const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                    _mm_storeu_ps(scores + g * n + i, _mm_mul_ps(sum4, _mm_set1_ps(scale)));
+                }
+            }
+            for (; i < n; i++) {
                 const float *k = kbuf + slots[i] * slot_stride + kh * dim;
                 for (int64_t g = 0; g < group; g++) {
                     const float *qh = qg + g * dim;
@@ -70,15 +91,20 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
                 for (int64_t i = 0; i < n; i++) { s[i] = expf(s[i] - m); sum += s[i]; }
                 const float inv = 1.f / sum;
                 for (int64_t i = 0; i < n; i++) s[i] *= inv;
-                for (int64_t d = 0; d < dim; d++) og[g * dim + d] = 0.f;
             }
-            for (int64_t i = 0; i < n; i++) {
-                const float *v = vbuf + slots[i] * slot_stride + kh * dim;
-                for (int64_t g = 0; g < group; g++) {
-                    const __m256 p = _mm256_set1_ps(scores[g * n + i]);
-                    float *o = og + g * dim;
-                    for (int64_t d = 0; d < dim; d += 8)
-                        _mm256_storeu_ps(o + d, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + d), _mm256_loadu_ps(o + d)));
+            const float *vh = vbuf + kh * dim;
+            for (int64_t g = 0; g < group; g++) {  /* out[g] = sum_i p[g][i] V[i], 8 dims at a time */
+                const float *p = scores + g * n;
+                for (int64_t d = 0; d < dim; d += 8) {
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0;  /* two chains hide the FMA latency */
+                    int64_t j = 0;
+                    for (; j + 2 <= n; j += 2) {
+                        a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + slots[j] * slot_stride + d), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 1]), _mm256_loadu_ps(vh + slots[j + 1] * slot_stride + d), a1);
+                    }
+                    if (j < n)
+                        a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + slots[j] * slot_stride + d), a0);
+                    _mm256_storeu_ps(og + g * dim + d, _mm256_add_ps(a0, a1));
                 }
             }
         }
