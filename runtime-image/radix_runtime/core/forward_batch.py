@@ -34,12 +34,16 @@ class ExtendSeq:
 class ForwardBatch:
     input_ids: torch.Tensor  # [T]
     positions: torch.Tensor  # [T]
-    out_loc: torch.Tensor  # [T] KV slots the new tokens are written to
+    out_loc: torch.Tensor | None  # [T] KV slots the new tokens are written to (None: decode_rows)
     num_decode: int = 0
     decode_table: torch.Tensor | None = None  # [B_dec, max_len] slots, padded with slot 0
     decode_mask: torch.Tensor | None = None  # [B_dec, max_len] True where a real slot
     # [B_dec] context lengths, given by a static batch (CUDA graphs: a buffer refilled each step)
     decode_lens: torch.Tensor | None = None
+    # CPU decode kernel (layers/cpu_decode_attention.py): instead of decode_table and out_loc, the
+    # addresses of each decode sequence's slot list (decode_slots, held here so they stay alive)
+    decode_rows: torch.Tensor | None = None
+    decode_slots: list[torch.Tensor] | None = None
     extends: list[ExtendSeq] = field(default_factory=list)
     mm_index: torch.Tensor | None = None  # [M] rows of input_ids whose embeddings are mm_embeds
     mm_embeds: torch.Tensor | None = None  # [M, hidden] (image features)

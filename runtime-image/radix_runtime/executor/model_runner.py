@@ -16,6 +16,7 @@ from ..cache.kv_pool import KVPool
 from ..core.config import EngineConfig, check_decode_graphs
 from ..core.forward_batch import ExtendSeq, ForwardBatch, SeqInput
 from ..layers.attention import make_backend
+from ..layers.cpu_decode_attention import slot_rows
 from .decode_graph import CompiledDecode, decode_model, supports
 
 
@@ -75,9 +76,18 @@ class ModelRunner:
 
     def _decode_batch(self, seqs: list[SeqInput]) -> ForwardBatch:
         """batch() when every sequence decodes one token: whole-batch tensor ops, no per-sequence
-        slicing (the new token's slot is the last of each slot list)."""
+        slicing (the new token's slot is the last of each slot list). For the CPU decode kernel
+        the slot lists are handed over as they are, without a padded table."""
         dev = self.device
         pos = torch.tensor([s.start_pos for s in seqs], dtype=torch.long)
+        if getattr(self.backend, "kernel", None) is not None:
+            slots = [s.kv_slots for s in seqs]
+            rows = slot_rows(slots)
+            if rows is not None:
+                return ForwardBatch(
+                    input_ids=torch.tensor([s.token_ids[0] for s in seqs], dtype=torch.long),
+                    positions=pos, out_loc=None, num_decode=len(seqs), decode_lens=pos + 1,
+                    decode_rows=rows, decode_slots=slots)
         table = torch.nn.utils.rnn.pad_sequence([s.kv_slots for s in seqs], batch_first=True,
                                                 padding_value=0)
         return ForwardBatch(

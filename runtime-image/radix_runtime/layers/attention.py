@@ -47,7 +47,7 @@ class TorchPagedAttention:
         on_cpu = bool(pool.k) and pool.k[0].device.type == "cpu"
         self.dense = DenseDecodeKV(len(pool.k)) if on_cpu else None
         self.kernel = None  # the C decode kernel, once use_cpu_kernel() succeeded
-        self._lens: tuple[ForwardBatch | None, torch.Tensor | None] = (None, None)
+        self._rows: tuple[ForwardBatch | None, tuple | None] = (None, None)
 
     def use_cpu_kernel(self) -> bool:
         """Decode through the C kernel (layers/cpu_decode_attention.py), reading the pool through
@@ -61,23 +61,31 @@ class TorchPagedAttention:
             self.dense = None
         return self.kernel is not None
 
-    def _decode_lens(self, fb: ForwardBatch) -> torch.Tensor:
-        """fb's decode context lengths, counted once per batch (every layer reads them)."""
-        if self._lens[0] is not fb:
-            self._lens = (fb, fb.decode_lens if fb.decode_lens is not None else fb.decode_mask.sum(1))
-        return self._lens[1]
+    def _decode_rows(self, fb: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row addresses, context lengths) of fb's decode table, once per batch (every layer
+        reads them)."""
+        if self._rows[0] is not fb:
+            lens = fb.decode_lens if fb.decode_lens is not None else fb.decode_mask.sum(1)
+            self._rows = (fb, (cpu_decode_attention.table_rows(fb.decode_table), lens))
+        return self._rows[1]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
                 fb: ForwardBatch, window: int | None = None) -> torch.Tensor:
         """q: [T, H, D]; k, v: [T, KVH, D] for the new tokens. window: sliding-window layers see
         only the last `window` positions (Mistral style: key j visible to query i if i - j < window)."""
-        self.pool.write(layer, fb.out_loc, k, v)
         kbuf, vbuf = self.pool.k[layer], self.pool.v[layer]
+        if fb.decode_rows is not None:  # a decode-only batch for the kernel: no table, no out_loc
+            cda = cpu_decode_attention
+            cda.write_kv(self.kernel, kbuf, vbuf, fb.decode_rows, fb.decode_lens, k, v)
+            return cda.decode_attention(self.kernel, q, kbuf, vbuf, fb.decode_rows, fb.decode_lens,
+                                        self.scale, window)
+        self.pool.write(layer, fb.out_loc, k, v)
         out = torch.empty_like(q)
         nd = fb.num_decode
         if nd and self.kernel is not None:
+            rows = self._decode_rows(fb)
             out[:nd] = cpu_decode_attention.decode_attention(
-                self.kernel, q[:nd], kbuf, vbuf, fb.decode_table, self._decode_lens(fb), self.scale, window)
+                self.kernel, q[:nd], kbuf, vbuf, rows[0], rows[1], self.scale, window)
             nd = 0  # done
         if self.dense is not None:
             self.dense.begin(fb)  # every forward, so one without decodes invalidates the copy

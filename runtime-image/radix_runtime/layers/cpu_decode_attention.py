@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 _SOURCE = r"""
+#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
-#include <immintrin.h>
+#include <string.h>
 
 static inline float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -37,20 +38,20 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
-/* q [B, H, D], the pool's K/V [slots, KVH, D] (row stride slot_stride), table [B, table_stride]
-   slots of which the first lens[b] are sequence b's context -> out [B, H, D]. D % 8 == 0. scores:
-   scratch of (H / KVH) x max lens floats. Per (sequence, KV head) each K row is loaded once for
-   the group's query heads (GQA); scores, softmax, then the softmax-weighted sum of V rows. */
+/* q [B, H, D], the pool's K/V [slots, KVH, D] (row stride slot_stride), rows[b] sequence b's
+   slots, of which the first lens[b] are its context -> out [B, H, D]. D % 8 == 0. scores: scratch
+   of (H / KVH) x max lens floats. Per (sequence, KV head) each K row is loaded once for the
+   group's query heads (GQA); scores, softmax, then the softmax-weighted sum of V rows. */
 void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
-                          const int64_t *table, const int64_t *lens, float *out, float *scores,
-                          int64_t batch, int64_t heads, int64_t kv_heads, int64_t dim,
-                          int64_t table_stride, int64_t slot_stride, int64_t window, float scale) {
+                          const int64_t *const *rows, const int64_t *lens, float *out,
+                          float *scores, int64_t batch, int64_t heads, int64_t kv_heads,
+                          int64_t dim, int64_t slot_stride, int64_t window, float scale) {
     const int64_t group = heads / kv_heads;
     for (int64_t b = 0; b < batch; b++) {
         const int64_t len = lens[b];
         const int64_t lo = (window > 0 && len > window) ? len - window : 0;
         const int64_t n = len - lo;
-        const int64_t *slots = table + b * table_stride + lo;
+        const int64_t *slots = rows[b] + lo;
         for (int64_t kh = 0; kh < kv_heads; kh++) {
             const float *qg = q + (b * heads + kh * group) * dim;
             float *og = out + (b * heads + kh * group) * dim;
@@ -110,6 +111,15 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
         }
     }
 }
+/* The new token's K/V of each decode row (k, v [B, row] contiguous) into its last slot. */
+void write_kv_f32(float *kbuf, float *vbuf, const int64_t *const *rows, const int64_t *lens,
+                  const float *k, const float *v, int64_t batch, int64_t row, int64_t slot_stride) {
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t slot = rows[b][lens[b] - 1];
+        memcpy(kbuf + slot * slot_stride, k + b * row, row * sizeof(float));
+        memcpy(vbuf + slot * slot_stride, v + b * row, row * sizeof(float));
+    }
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
@@ -156,26 +166,57 @@ def load() -> ctypes.CDLL | None:
         return None
     fn = lib.decode_attention_f32
     fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 7 + [ctypes.c_float]
+    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 6 + [ctypes.c_float]
+    lib.write_kv_f32.restype = None
+    lib.write_kv_f32.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3
     _lib = lib
     return lib
 
 
-def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor,
-                     table: torch.Tensor, lens: torch.Tensor, scale: float,
-                     window: int | None = None) -> torch.Tensor:
-    """q [B, H, D] float32; k_buf, v_buf [slots, KVH, D] (a pool layer); table [B, W] int64 slots
-    (row b's first lens[b] are its context); lens [B] int64 >= 1 -> [B, H, D]."""
-    b, h, d = q.shape
-    kvh = k_buf.shape[1]
-    if d % 8 or q.dtype != torch.float32:
-        raise ValueError(f"the C decode kernel takes float32 heads of a multiple of 8 dims, got {q.dtype} x {d}")
-    q, table, lens = q.contiguous(), table.contiguous(), lens.contiguous()
+def table_rows(table: torch.Tensor) -> torch.Tensor:
+    """The addresses of a [B, W] int64 slot table's rows (the table must outlive their use)."""
+    if table.dtype != torch.int64 or table.stride(-1) != 1:
+        raise ValueError("slot tables must be int64 with contiguous rows")
+    return table.data_ptr() + torch.arange(table.shape[0], dtype=torch.int64) * (8 * table.stride(0))
+
+
+def slot_rows(slots: list[torch.Tensor]) -> torch.Tensor | None:
+    """The addresses of each sequence's slot list (int64, contiguous; the lists must outlive their
+    use), or None when one is not such a list."""
+    if not all(t.dtype == torch.int64 and t.is_contiguous() and t.device.type == "cpu" for t in slots):
+        return None
+    return torch.tensor([t.data_ptr() for t in slots], dtype=torch.int64)
+
+
+def _check(q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor) -> None:
+    if q.shape[-1] % 8 or q.dtype != torch.float32:
+        raise ValueError(f"the C decode kernel takes float32 heads of a multiple of 8 dims, got {q.dtype} x {q.shape[-1]}")
     if not (k_buf.is_contiguous() and v_buf.is_contiguous()):
         raise ValueError("the pool's K/V buffers must be contiguous")
+
+
+def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor,
+                     rows: torch.Tensor, lens: torch.Tensor, scale: float,
+                     window: int | None = None) -> torch.Tensor:
+    """q [B, H, D] float32; k_buf, v_buf [slots, KVH, D] (a pool layer); rows [B] the addresses of
+    each sequence's int64 slots (table_rows / slot_rows), of which the first lens[b] (int64, >= 1)
+    are its context -> [B, H, D]."""
+    _check(q, k_buf, v_buf)
+    b, h, d = q.shape
+    kvh = k_buf.shape[1]
+    q, lens = q.contiguous(), lens.contiguous()
     out = torch.empty_like(q)
-    scores = torch.empty((h // kvh) * max(table.shape[1], 1), dtype=torch.float32)
-    lib.decode_attention_f32(q.data_ptr(), k_buf.data_ptr(), v_buf.data_ptr(), table.data_ptr(),
+    scores = torch.empty((h // kvh) * max(int(lens.max()) if b else 1, 1), dtype=torch.float32)
+    lib.decode_attention_f32(q.data_ptr(), k_buf.data_ptr(), v_buf.data_ptr(), rows.data_ptr(),
                              lens.data_ptr(), out.data_ptr(), scores.data_ptr(), b, h, kvh, d,
-                             table.stride(0), k_buf.stride(0), window or 0, scale)
+                             k_buf.stride(0), window or 0, scale)
     return out
+
+
+def write_kv(lib: ctypes.CDLL, k_buf: torch.Tensor, v_buf: torch.Tensor, rows: torch.Tensor,
+             lens: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Each decode row's new K/V (k, v [B, KVH, D]) into its slot rows[b][lens[b] - 1]."""
+    _check(k, k_buf, v_buf)
+    k, v, lens = k.contiguous(), v.contiguous(), lens.contiguous()
+    lib.write_kv_f32(k_buf.data_ptr(), v_buf.data_ptr(), rows.data_ptr(), lens.data_ptr(),
+                     k.data_ptr(), v.data_ptr(), k.shape[0], k.shape[1] * k.shape[2], k_buf.stride(0))
