@@ -6,7 +6,9 @@ starts; then the operator runs and we measure
     generation), and until every one is Ready (pods scheduled and Ready on kwok nodes, through the
     LWS controller and the StatefulSet controller);
   - the operator's peak RSS (VmHWM);
-  - the operator's API writes during a quiet minute after convergence (its own write counter).
+  - the operator's API writes during a quiet minute after convergence (its own write counter);
+  - the reconcile passes by trigger and the reconciler's API requests by method until then (the
+    API server is what a pass waits on).
 Not a test: the numbers depend on the machine. Needs root (the node bed). Results: a table on
 stdout and a JSON file.
 """
@@ -157,6 +159,7 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
             tally.stop()
             metrics = f"http://127.0.0.1:{port}/metrics"
             passes = metric_sum(metrics, "sglang_operator_reconciles_total", by="kind")
+            requests = metric_sum(metrics, "sglang_operator_api_requests_total", by="method")
             w0 = metric_sum(metrics, "sglang_operator_api_writes_total")
             time.sleep(quiet)
             quiet_writes = metric_sum(metrics, "sglang_operator_api_writes_total") - w0
@@ -171,7 +174,7 @@ def run(n: int, nodes: int, quiet: float, workdir: Path, wait: float = 420) -> d
         return {"deployments": n, "kwok_nodes": nodes, "converged_s": t_conv, "ready_s": t_ready,
                 "converged_at_end": conv, "ready_at_end": ready,
                 "operator_peak_rss_mb": round(rss, 1), "quiet_window_s": quiet, "writes_in_quiet_window": quiet_writes,
-                "passes_by_trigger": passes}
+                "passes_by_trigger": passes, "api_requests_by_method": requests}
     finally:
         bed.stop()
 
@@ -202,6 +205,9 @@ def main(argv=None) -> int:
           f"{r['operator_peak_rss_mb']} | {r['writes_in_quiet_window']:.0f} |")
     print("reconcile passes until Ready, by trigger: " +
           ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["passes_by_trigger"].items())))
+    reqs = r["api_requests_by_method"]
+    print(f"reconciler API requests until Ready: {sum(reqs.values()):.0f} ({sum(reqs.values()) / r['deployments']:.1f} "
+          "per object): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(reqs.items())))
     print(f"(JSON: {a.out}; the operator's log beside it)")
     return 0
 

@@ -16,6 +16,8 @@ DURATION = Histogram("sglang_operator_reconcile_duration_seconds", "Duration of 
                      ["kind"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 WRITES = Counter("sglang_operator_api_writes", "Writes to the Kubernetes API by kind of object and action",
                  ["kind", "action"])
+REQUESTS = Counter("sglang_operator_api_requests", "Requests of the reconciler and the autoscaler to the Kubernetes "
+                   "API by HTTP method (kopf's own watches and diff-base patches are not counted)", ["method"])
 EVENTS_SKIPPED = Counter("sglang_operator_watch_events_skipped",
                          "Child and pod events that changed nothing a reconcile pass reads (no pass run)", ["kind"])
 LEADER = Gauge("sglang_operator_leader", "1 while this replica holds the leader Lease (or runs without election)")

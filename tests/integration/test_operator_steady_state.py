@@ -86,6 +86,7 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
         counts = write_counts(api_client)
         reconciles = op.metric_sum("sglang_operator_reconciles_total")
         skipped = op.metric_sum("sglang_operator_watch_events_skipped_total", kind="Pod")
+        requests = {m: op.metric_sum("sglang_operator_api_requests_total", method=m) for m in ("GET", "PATCH", "POST")}
         time.sleep(WINDOW / 2)
         # The kubelet's kind of pod update that leaves readiness alone: the operator reads, writes nothing.
         api.core.patch_namespaced_pod_status(pods[0], namespace, {"status": {"conditions": [
@@ -111,6 +112,10 @@ def test_no_api_writes_in_steady_state(cluster, api_client, namespace, tmp_path)
         assert op.metric_sum("sglang_operator_watch_events_skipped_total", kind="Pod") > skipped
         assert op.metric_sum("sglang_operator_reconciles_total", kind="Resync") >= 2
         assert op.metric_sum("sglang_operator_reconciles_total") > reconciles
+        # The operator's own request counter agrees: the resync's passes read, nothing was written.
+        after = {m: op.metric_sum("sglang_operator_api_requests_total", method=m) for m in requests}
+        assert after["GET"] > requests["GET"] and {m: after[m] - requests[m] for m in ("PATCH", "POST")} == \
+            {"PATCH": 0, "POST": 0}, (requests, after)
         # ... and it still reacts at once.
         api.core.patch_namespaced_service("steady-api", namespace, {"spec": {"selector": {"sglangfleet.dev/role": "x"}}})
         wait_for_api(lambda: "sglangfleet.dev/role" not in api.service("steady-api")["spec"]["selector"], timeout=5,

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.lws import LWS_API_VERSION, LWS_KIND, LWS_PLURAL
 from ..api.names import API_VERSION, KIND, PLURAL
 from ..render.labels import lws_name, selector_string
+from ..metrics import REQUESTS
 from .errors import ResourceTypeMissing
 
 # apiVersion/kind -> plural, for the kinds we own (no discovery round trips needed).
@@ -88,16 +89,22 @@ class Kube:
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: Any = None, content_type: str | None = None) -> Any:
+        return self._call(method, path, query=query, body=body, content_type=content_type)[1]
+
+    def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str | None = None) -> tuple[int, Any]:
+        """(HTTP status, parsed body)."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         m, url, headers, body, _ = self.api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
+        REQUESTS.labels(method).inc()
         resp = self.api.call_api(m, url, header_params=headers, body=body, _request_timeout=self.timeout)
         resp.read()
         if not 200 <= resp.status < 300:
             raise ApiException(http_resp=resp)
-        return json.loads(resp.data) if resp.data else None
+        return resp.status, json.loads(resp.data) if resp.data else None
 
     def _missing_type(self, err: ApiException, ref: Ref) -> bool:
         # An unknown object answers a Status naming it; an unserved kind answers "404 page not found".
@@ -148,16 +155,24 @@ class Kube:
     def apply(self, obj: Mapping[str, Any], *, subresource: str = "") -> dict[str, Any]:
         """Server-side apply as our field manager. force: we are the controller of these objects and
         take back fields someone changed by hand (that is the drift repair)."""
+        return self._apply(obj, subresource)[0]
+
+    def apply_new(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """apply() without reading first: (the object, whether this request created it)."""
+        after, status = self._apply(obj, "")
+        return after, status == 201
+
+    def _apply(self, obj: Mapping[str, Any], subresource: str) -> tuple[dict[str, Any], int]:
         ref = Ref.of(obj)
         query = [("fieldManager", self.field_manager), ("force", "true")]
         try:
-            after = self.request("PATCH", ref.path + (f"/{subresource}" if subresource else ""), query=query,
-                                 body=obj, content_type="application/apply-patch+yaml")
+            status, after = self._call("PATCH", ref.path + (f"/{subresource}" if subresource else ""), query=query,
+                                       body=obj, content_type="application/apply-patch+yaml")
         except ApiException as e:
             if self._missing_type(e, ref):
                 raise ResourceTypeMissing(ref.kind) from None
             raise
         if self.applied is not None and not subresource and after:
             self.applied(after)
-        return after
+        return after, status
 

@@ -105,7 +105,7 @@ class Reconciler:
             desired_replicas = next((o["spec"].get("replicas") for o in desired if o["kind"] == LWS_KIND), None)
             try:
                 self.handoff.before(namespace, name, spec)
-                result = apply_children(self.kube, desired, meta["uid"])
+                result = apply_children(self.kube, desired, meta["uid"], new="observedGeneration" not in stored)
                 out.changes = result.changes
                 lws_created = any(c.ref.kind == LWS_KIND and c.action == CREATED for c in result.changes)
                 lws = self.handoff.after(spec, result.live.get(LWS_KIND), lws_created)
@@ -124,8 +124,10 @@ class Reconciler:
         # LWS asks for (the autoscaler's choice: each scale is an LWS event, so it lands here too).
         if desired_replicas is None and lws is not None:
             desired_replicas = spec_replicas(lws)
-        # Ready groups are counted from the pods (readiness.py); reads only, like the children's.
-        pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) if lws is not None else []
+        # Ready groups are counted from the pods (readiness.py); reads only, like the children's. An
+        # LWS created just now has none yet (the pods that come will each be an event).
+        pods = self.kube.list_pods(namespace, {LWS_NAME_LABEL: lws_name(name)}) \
+            if lws is not None and not lws_created else []
         routed = router.sync(self.kube, namespace, name, meta, stored, spec, pods if lws is not None else None,
                              lws_created=lws_created)
         out.problem, out.router_workers = out.problem or routed.problem, routed.workers

@@ -1,7 +1,7 @@
 """An in-memory stand-in for kube.client.Kube, for unit tests of the reconciler's and the
 autoscaler's logic (the integration tests use the real API server). It keeps objects by Ref, counts
-writes, bumps resourceVersion on each, and answers a precondition mismatch with a 409 as the API
-server does."""
+writes, bumps resourceVersion on each, and answers a precondition mismatch with a 409 and a second
+controller reference with a 422, as the API server does."""
 from __future__ import annotations
 
 import copy
@@ -20,6 +20,7 @@ class FakeKube:
         self.writes: list[tuple[str, str, str]] = []  # (kind, name, subresource)
         self.missing_kinds, self.pods, self._rv = missing_kinds, pods or [], 0
         self.reads: list[Ref] = []
+        self.blind: list[Ref] = []  # applied without a read first (apply_new)
         self.delete_status: int | None = None  # answer every delete with this HTTP error (403: RBAC)
 
     def _key(self, ref: Ref) -> tuple[str, str, str]:
@@ -47,7 +48,6 @@ class FakeKube:
         want_rv = obj["metadata"].get("resourceVersion")
         if want_rv is not None and (live is None or live["metadata"]["resourceVersion"] != want_rv):
             raise ApiException(status=409, reason="Conflict")
-        self.writes.append((obj["kind"], obj["metadata"]["name"], subresource))
         merged = copy.deepcopy(live) if live is not None else {"metadata": {}}
         if subresource == "status":
             merged["status"] = {**(merged.get("status") or {}), **obj["status"]}
@@ -58,13 +58,24 @@ class FakeKube:
                     for mk, mv in v.items():
                         if mk == "annotations":
                             meta["annotations"] = {**(meta.get("annotations") or {}), **mv}
+                        elif mk == "ownerReferences":  # merged by uid, as server-side apply does
+                            refs = {r["uid"]: r for r in (meta.get("ownerReferences") or []) + copy.deepcopy(mv)}
+                            if sum(1 for r in refs.values() if r.get("controller")) > 1:
+                                raise ApiException(status=422, reason="Only one reference can have Controller set to true")
+                            meta["ownerReferences"] = list(refs.values())
                         elif mk != "resourceVersion":
                             meta[mk] = copy.deepcopy(mv)
                 elif k == "spec":
                     merged["spec"] = {**(merged.get("spec") or {}), **copy.deepcopy(v)}
                 elif k != "status":
                     merged[k] = copy.deepcopy(v)
+        self.writes.append((obj["kind"], obj["metadata"]["name"], subresource))
         return self.put(merged)
+
+    def apply_new(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        created = self.objects.get(self._key(Ref.of(obj))) is None
+        self.blind.append(Ref.of(obj))
+        return self.apply(obj), created
 
     def delete(self, ref: Ref, uid: str) -> bool:
         """Kube.delete: False when gone or replaced (uid precondition), no dependents to collect."""

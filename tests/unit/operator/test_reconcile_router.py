@@ -36,10 +36,12 @@ def set_spec(kube: FakeKube, **spec) -> None:
 
 
 def routed(kube: FakeKube, pods: list) -> tuple:
-    kube.pods = pods
+    """A first pass (it creates the LWS, which has no pods yet), then `pods` come."""
     sgld(kube, router=ROUTER)
     r, posted = reconciler(kube)
     r.reconcile("ns", "tiny", trigger="SGLangDeployment")
+    kube.pods = pods
+    r.reconcile("ns", "tiny", trigger="Pod")
     return r, posted
 
 

@@ -65,7 +65,7 @@ def test_the_reconcilers_kube_notes_whole_object_applies_not_status_writes():
 
     noted = []
     kube = Kube(None, "m", applied=noted.append)
-    kube.request = lambda *a, **kw: {"kind": "Service", "metadata": {"uid": "u", "name": "s"}}
+    kube._call = lambda *a, **kw: (200, {"kind": "Service", "metadata": {"uid": "u", "name": "s"}})
     obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}}
     kube.apply(obj)
     kube.apply(obj, subresource="status")

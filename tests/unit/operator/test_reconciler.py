@@ -39,6 +39,7 @@ def test_first_pass_creates_the_children_and_a_status_then_nothing_is_written():
     sgld(kube, parallelism={"dp": 2})
     r, posted = reconciler(kube)
     out = r.reconcile("ns", "tiny", trigger="SGLangDeployment")
+    reads = list(kube.reads)
     assert out.problem is None and out.status_written
     assert [(k, s) for k, _, s in kube.writes] == [("LeaderWorkerSet", ""), ("Service", ""),
                                                    ("PodDisruptionBudget", ""), ("SGLangDeployment", "status")]
@@ -49,11 +50,35 @@ def test_first_pass_creates_the_children_and_a_status_then_nothing_is_written():
     assert conditions(kube)["Ready"] == ("False", "GroupsNotReady")
     assert [e.reason for e in posted] == ["Created"]
     # A pass that had to create the groups looks for no router left by an earlier one (none could be).
-    assert not set(kube.reads) & set(router_refs("ns", "tiny"))
+    assert not set(reads) & set(router_refs("ns", "tiny"))
+    # A first pass reads only its parent: the children of a never-reconciled object are applied blind.
+    assert reads == [sgld_ref("ns", "tiny")]
+    assert [ref.kind for ref in kube.blind] == ["LeaderWorkerSet", "Service", "PodDisruptionBudget"]
 
     writes = len(kube.writes)
     again = r.reconcile("ns", "tiny", trigger="Resync")
     assert again.problem is None and not again.changes and not again.status_written and len(kube.writes) == writes
+
+
+def test_an_interrupted_first_pass_is_completed_without_claiming_to_create_what_exists():
+    kube = FakeKube()
+    sgld(kube)
+    r, posted = reconciler(kube)
+    r.reconcile("ns", "tiny", trigger="SGLangDeployment")
+    parent = kube.get(sgld_ref("ns", "tiny"))
+    del parent["status"]  # the first pass applied the children, then died before its status write
+    kube.put(parent)
+    lws_version = kube.get(lws_ref("ns", "tiny"))["metadata"]["resourceVersion"]
+    posted.clear()
+    out = r.reconcile("ns", "tiny", trigger="SGLangDeployment")
+    assert out.problem is None and out.changes == [] and out.status_written
+    assert "Created" not in [e.reason for e in posted]
+    assert kube.get(sgld_ref("ns", "tiny"))["status"]["observedGeneration"] == 1
+    assert kube.get(lws_ref("ns", "tiny"))["metadata"]["resourceVersion"] != lws_version  # applied over
+    # Now it has been reconciled: the next passes read the children and write nothing.
+    writes = len(kube.writes)
+    r.reconcile("ns", "tiny", trigger="Resync")
+    assert len(kube.writes) == writes and lws_ref("ns", "tiny") in kube.reads
 
 
 def test_lws_status_flows_into_ours_and_an_edit_is_repaired():
