@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schedule-policy", choices=["lpm", "fcfs"])
     s.add_argument("--disable-radix-cache", action="store_true", default=None)
     s.add_argument("--random-seed", type=int)
+    s.add_argument("--enable-overlap-schedule", dest="enable_overlap_schedule", action="store_true",
+                   default=None, help="greedy decode batches run on a model thread while the "
+                   "scheduler commits the last one and plans the next (opt-in)")
+    s.add_argument("--disable-overlap-schedule", dest="enable_overlap_schedule", action="store_false",
+                   default=None, help="SGLang's flag; overlap is off unless enabled")
 
     o = p.add_argument_group("decode graphs (executor/decode_graph.py; both opt-in)")
     o.add_argument("--enable-torch-compile", action="store_true", default=None,

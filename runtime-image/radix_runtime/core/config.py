@@ -37,6 +37,8 @@ class EngineConfig:
     torch_compile_max_bs: int = 32  # --torch-compile-max-bs (larger decode batches run eager)
     cuda_graph_max_bs: int | None = None  # --cuda-graph-max-bs (CUDA graphs up to it; None: off)
     disable_cuda_graph: bool = False  # --disable-cuda-graph
+    # scheduler/overlap.py; opt-in, unlike SGLang's (on unless --disable-overlap-schedule)
+    enable_overlap_schedule: bool = False  # --enable-overlap-schedule / --disable-overlap-schedule
     # speculative decoding (core/spec_config.py resolves and checks these; docs/speculative-decoding.md)
     speculative_algorithm: str | None = None  # --speculative-algorithm: STANDALONE|NGRAM
     speculative_draft_model_path: str | None = None  # --speculative-draft-model-path

@@ -36,8 +36,8 @@ from ..scheduler.speculative import DraftModelProposer, NgramProposer
 from ..tokenizer import Tokenizer
 
 log = logging.getLogger("radix_runtime.engine")
-# overlap scheduling (scheduler/overlap.py), opt-in until it has been measured on a GPU: greedy
-# decode batches run on a model thread while the scheduler commits the last one and plans the next
+# overlap scheduling (scheduler/overlap.py) is opt-in until it has been measured on a GPU: the
+# flag, or this variable =1 for benches that build their EngineConfig themselves
 OVERLAP_ENV = "RADIX_OVERLAP_SCHEDULE"
 _LOG_EVERY_S = 10.0  # a throughput line this often while busy
 
@@ -77,7 +77,7 @@ class RadixEngine:
         self.grammar = GrammarBackend(config.tokenizer_path or config.model_path, self.vocab_size,
                                       self.eos_token_ids)
         # one process only: a group's LeaderRunner keeps every rank's ops in the loop thread's order
-        overlap = os.environ.get(OVERLAP_ENV) == "1" and wrap_runner is None
+        overlap = (config.enable_overlap_schedule or os.environ.get(OVERLAP_ENV) == "1") and wrap_runner is None
         self.scheduler = Scheduler(self.runner, self.pool, self.tokenizer, self.eos_token_ids,
                                    config, self.context_length, self.grammar,
                                    spec=self._proposer(self.spec), overlap=overlap)
