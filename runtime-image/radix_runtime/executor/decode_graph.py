@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
 import time
 
 import torch
@@ -68,11 +69,15 @@ def supports(model) -> str | None:
 
 
 # -- CPU: one compiled graph, attention an opaque op in it --------------------------------------
-class _Batch:
+class _Current(threading.local):
     """The decode batch the compiled graph's attention op runs on, set around each run (the op
-    takes tensors only; the batch, a Python object, stays outside the graph)."""
+    takes tensors only; the batch, a Python object, stays outside the graph). Per thread: each
+    engine steps in its own."""
     fb: ForwardBatch | None = None
     layers: list = []
+
+
+_Batch = _Current()
 
 
 @torch.library.custom_op("radix_runtime::decode_attention", mutates_args=())
