@@ -47,6 +47,7 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
                           float *scores, int64_t batch, int64_t heads, int64_t kv_heads,
                           int64_t dim, int64_t slot_stride, int64_t window, float scale) {
     const int64_t group = heads / kv_heads;
+    float inv_sum[group];
     for (int64_t b = 0; b < batch; b++) {
         const int64_t len = lens[b];
         const int64_t lo = (window > 0 && len > window) ? len - window : 0;
@@ -90,8 +91,7 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
                 float *s = scores + g * n, m = -INFINITY, sum = 0.f;
                 for (int64_t i = 0; i < n; i++) m = s[i] > m ? s[i] : m;
                 for (int64_t i = 0; i < n; i++) { s[i] = expf(s[i] - m); sum += s[i]; }
-                const float inv = 1.f / sum;
-                for (int64_t i = 0; i < n; i++) s[i] *= inv;
+                inv_sum[g] = 1.f / sum;  /* applied to the output, not to each weight */
             }
             const float *vh = vbuf + kh * dim;
             for (int64_t g = 0; g < group; g++) {  /* out[g] = sum_i p[g][i] V[i], 8 dims at a time */
@@ -105,19 +105,21 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
                     }
                     if (j < n)
                         a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + slots[j] * slot_stride + d), a0);
-                    _mm256_storeu_ps(og + g * dim + d, _mm256_add_ps(a0, a1));
+                    _mm256_storeu_ps(og + g * dim + d, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(inv_sum[g])));
                 }
             }
         }
     }
 }
-/* The new token's K/V of each decode row (k, v [B, row] contiguous) into its last slot. */
+/* The new token's K/V of each decode row (k, v [B, row], rows contiguous, k_stride / v_stride
+   floats apart) into its last slot. */
 void write_kv_f32(float *kbuf, float *vbuf, const int64_t *const *rows, const int64_t *lens,
-                  const float *k, const float *v, int64_t batch, int64_t row, int64_t slot_stride) {
+                  const float *k, const float *v, int64_t batch, int64_t row, int64_t slot_stride,
+                  int64_t k_stride, int64_t v_stride) {
     for (int64_t b = 0; b < batch; b++) {
         const int64_t slot = rows[b][lens[b] - 1];
-        memcpy(kbuf + slot * slot_stride, k + b * row, row * sizeof(float));
-        memcpy(vbuf + slot * slot_stride, v + b * row, row * sizeof(float));
+        memcpy(kbuf + slot * slot_stride, k + b * k_stride, row * sizeof(float));
+        memcpy(vbuf + slot * slot_stride, v + b * v_stride, row * sizeof(float));
     }
 }
 """
@@ -168,7 +170,7 @@ def load() -> ctypes.CDLL | None:
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 6 + [ctypes.c_float]
     lib.write_kv_f32.restype = None
-    lib.write_kv_f32.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3
+    lib.write_kv_f32.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 5
     _lib = lib
     return lib
 
@@ -217,6 +219,12 @@ def write_kv(lib: ctypes.CDLL, k_buf: torch.Tensor, v_buf: torch.Tensor, rows: t
              lens: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """Each decode row's new K/V (k, v [B, KVH, D]) into its slot rows[b][lens[b] - 1]."""
     _check(k, k_buf, v_buf)
-    k, v, lens = k.contiguous(), v.contiguous(), lens.contiguous()
+    k, v, lens = _rows_dense(k), _rows_dense(v), lens.contiguous()
     lib.write_kv_f32(k_buf.data_ptr(), v_buf.data_ptr(), rows.data_ptr(), lens.data_ptr(),
-                     k.data_ptr(), v.data_ptr(), k.shape[0], k.shape[1] * k.shape[2], k_buf.stride(0))
+                     k.data_ptr(), v.data_ptr(), k.shape[0], k.shape[1] * k.shape[2], k_buf.stride(0),
+                     k.stride(0), v.stride(0))
+
+
+def _rows_dense(t: torch.Tensor) -> torch.Tensor:
+    """t [B, KVH, D] with each row's KVH x D contiguous (a q/k/v split's view already is)."""
+    return t if t.stride(2) == 1 and t.stride(1) == t.shape[2] else t.contiguous()
