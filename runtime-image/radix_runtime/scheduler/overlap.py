@@ -9,9 +9,12 @@ string) at batch k was already planned into batch k+1: that row is spare work, s
 committed, and its KV slot was freed with the request. Requests that will finish by length are
 left out of the next batch, since that is known ahead.
 
-Only greedy rows whose next token is the raw argmax (no bias, penalties, grammar, logprobs,
-min_new_tokens pending) are pipelined, so greedy outputs are the same with overlap on or off;
-any other batch runs synchronously once the pipeline has drained.
+Only rows whose next token depends on their logits and parameters alone (no bias, penalties,
+grammar, logprobs, min_new_tokens masking stop tokens) are pipelined; any other batch runs
+synchronously once the pipeline has drained. Greedy outputs are the same with overlap on or off,
+and so are seeded samples (each row draws from its own generator); unseeded rows share the
+scheduler's generator, and spare rows draw from it too, so their samples differ (in value, not
+in distribution).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.forward_batch import SeqInput
+from .sampling import SampleRow, sample
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Job:
     prev: "Job | None" = None  # the job whose argmax gives this job's input tokens
     src: list[int] | None = None  # row j's token: prev.next_ids[src[j]]
     t_plan: float = 0.0  # when the step that planned it began
+    rows: list[SampleRow] | None = None  # None: every row is greedy (one argmax)
+    generator: torch.Generator | None = None  # for rows without a seed
     done: threading.Event = field(default_factory=threading.Event)
     next_ids: list[int] | None = None
     model_s: float = 0.0  # forward + LM head, less the runner's host-side work
@@ -85,4 +91,7 @@ class ModelThread:
         if self.sync_timing and torch.cuda.is_available():
             torch.cuda.synchronize()
         job.model_s = time.perf_counter() - t0 - (getattr(r, "host_s", 0.0) - host0)
-        job.next_ids = logits.argmax(-1).tolist()
+        if job.rows is None:
+            job.next_ids = logits.argmax(-1).tolist()
+        else:
+            job.next_ids = sample(logits.float(), job.rows, job.generator).tolist()

@@ -23,11 +23,17 @@ class SampleRow:
     generator: torch.Generator | None = None
 
 
+def unpenalized(p: SamplingParams) -> bool:
+    """Nothing changes the logits before the draw (no bias, no penalties): the row's token
+    depends on its logits and its parameters only, not on the tokens so far."""
+    return (not p.logit_bias and p.repetition_penalty == 1.0 and not p.frequency_penalty
+            and not p.presence_penalty)
+
+
 def plain_greedy(p: SamplingParams) -> bool:
-    """Greedy with nothing that changes the logits first (bias, penalties): the token is the
-    argmax, once min_new_tokens no longer masks stop tokens."""
-    return (p.temperature < 1e-6 and not p.logit_bias and p.repetition_penalty == 1.0
-            and not p.frequency_penalty and not p.presence_penalty)
+    """Greedy and unpenalized: the token is the argmax, once min_new_tokens no longer masks stop
+    tokens."""
+    return p.temperature < 1e-6 and unpenalized(p)
 
 
 def apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:

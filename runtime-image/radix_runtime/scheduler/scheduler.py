@@ -30,7 +30,7 @@ from . import policy
 from .multimodal import chunk_embeds
 from .overlap import Job, ModelThread
 from .request import Req
-from .sampling import SampleRow, distribution, logprobs_of, plain_greedy, sample
+from .sampling import SampleRow, distribution, logprobs_of, plain_greedy, sample, unpenalized
 from .speculative import verify
 
 
@@ -219,7 +219,7 @@ class Scheduler:
                 r.output_ids and r.kv_len == r.fill_len - 1 and self._pipelinable(r, 0) for r, _ in plan):
             reqs = [r for r, _ in plan]
             seqs = [SeqInput([r.output_ids[-1]], r.kv_len, self._slots_of(r, r.kv_len + 1)) for r in reqs]
-            self._launch(Job(reqs, seqs, t_plan=t0))
+            self._launch(self._job(reqs, seqs, t0))
             return []  # its tokens come with the next step
         self._model_s = 0.0
         outputs = self._run(plan)
@@ -235,12 +235,19 @@ class Scheduler:
 
     # -- overlap scheduling (scheduler/overlap.py) ---------------------------------------------
     def _pipelinable(self, r: Req, pending: int) -> bool:
-        """r's next token, with `pending` tokens still uncommitted, is the argmax of raw logits and
-        needs nothing the model thread does not have (logprobs, grammar, images)."""
-        if r.plain_greedy is None:
-            r.plain_greedy = plain_greedy(r.sampling)
-        return (r.plain_greedy and r.grammar is None and not r.return_logprob and not r.images
+        """r's next token, with `pending` tokens still uncommitted, depends on its logits and
+        parameters only (no bias, penalties, grammar, stop tokens masked by min_new_tokens) and
+        needs nothing the model thread does not have (logprobs, images)."""
+        return (unpenalized(r.sampling) and r.grammar is None and not r.return_logprob and not r.images
                 and (len(r.output_ids) + pending >= r.sampling.min_new_tokens or not self._stop_ids(r)))
+
+    def _job(self, reqs: list[Req], seqs: list[SeqInput], t0: float, **kw) -> Job:
+        """A pipelined job; rows that do not sample greedily draw on the model thread from their
+        own generator, or the scheduler's (nothing else draws from it while a job is in flight)."""
+        if all(r.sampling.temperature < 1e-6 for r in reqs):
+            return Job(reqs, seqs, t_plan=t0, **kw)
+        rows = [SampleRow(r.sampling, [], [], frozenset(), r.seed_gen) for r in reqs]
+        return Job(reqs, seqs, t_plan=t0, rows=rows, generator=self.generator, **kw)
 
     def _pipeline_rows(self) -> tuple[list[Req], list[int]] | None:
         """The next batch while one is in flight: its rows that go on, as (requests, their rows in
@@ -270,7 +277,7 @@ class Scheduler:
         self._append_slots(reqs, self._alloc(len(reqs)))
         # input tokens: filled in by the model thread from prev's argmax
         seqs = [SeqInput([0], r.kv_len + 1, self._slots_of(r, r.kv_len + 2)) for r in reqs]
-        self._launch(Job(reqs, seqs, prev=prev, src=src, t_plan=t0))
+        self._launch(self._job(reqs, seqs, t0, prev=prev, src=src))
         if not prev.done.is_set():  # planned while prev's forward ran
             self.timing.overlapped_s += time.perf_counter() - t0
         return self._commit(prev, hidden=True)

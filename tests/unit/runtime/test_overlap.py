@@ -1,7 +1,7 @@
 """Overlap scheduling (scheduler/overlap.py) against the synchronous scheduler, on the stub model
-of test_scheduler.py: the same greedy outputs, texts and finish reasons through stop tokens, stop
-strings, length limits, aborts, retraction and requests arriving mid-decode, with the KV
-accounting checked after every step; and the pipeline really runs."""
+of test_scheduler.py: the same outputs, texts and finish reasons (greedy, and seeded sampling)
+through stop tokens, stop strings, length limits, aborts, retraction and requests arriving
+mid-decode, with the KV accounting checked after every step; and the pipeline really runs."""
 from __future__ import annotations
 
 import torch
@@ -55,7 +55,10 @@ def test_overlap_gives_the_synchronous_outputs(data, pool_size, chunk, cache):
         max_new = data.draw(st.integers(0, 24))
         if len(prompt) + max_new > pool_size:
             continue
-        sp = SamplingParams(max_new_tokens=max_new, temperature=0.0,
+        # the stub's logits are 10 at one token: temperature 5 samples for real
+        temperature = data.draw(st.sampled_from([0.0, 0.0, 5.0]))
+        sp = SamplingParams(max_new_tokens=max_new, temperature=temperature,
+                            seed=data.draw(st.integers(0, 1000)) if temperature else None,
                             ignore_eos=data.draw(st.booleans()),
                             min_new_tokens=data.draw(st.integers(0, 3)),
                             stop_token_ids=data.draw(st.lists(st.integers(0, V - 1), max_size=3)),
@@ -70,7 +73,10 @@ def test_overlap_gives_the_synchronous_outputs(data, pool_size, chunk, cache):
         s = make(overlap, pool_size, chunk, max_running, cache)
         arrivals: dict[int, list[Req]] = {}
         for rid, prompt, sp, at in specs:
-            arrivals.setdefault(at, []).append(Req(rid, list(prompt), sp))
+            r = Req(rid, list(prompt), sp)
+            if sp.seed is not None:  # what the engine does for sampling_seed
+                r.seed_gen = torch.Generator().manual_seed(sp.seed)
+            arrivals.setdefault(at, []).append(r)
         finals = run(s, arrivals, aborts)
         assert s.tree.protected_size == 0 and s.slots.rows_in_use == 0
         results.append({rid: (o.output_ids, o.text, o.finish_reason) for rid, o in finals.items()})
@@ -93,3 +99,16 @@ def test_a_steady_decode_batch_is_pipelined_and_timed():
     tm = s.timing
     assert tm.overlapped_s > 0 and tm.decode_steps >= 29 and tm.decode_step_s >= tm.decode_model_s > 0
     assert s.forward_passes_total == tm.steps  # one step per forward, pipelined or not
+
+
+def test_unseeded_sampling_is_pipelined_and_stays_valid():
+    """Unseeded rows share the scheduler's generator (spare rows draw from it too): the samples
+    differ from the synchronous run's, but every request completes with its own KV right."""
+    s = make(True, pool_size=2000, chunk=256, max_running=8, cache=True)
+    for i in range(8):
+        s.add(Req(f"r{i}", [i + 1] * 20, SamplingParams(max_new_tokens=25, temperature=5.0, ignore_eos=True)))
+    finals = run(s, {}, {})
+    assert sorted(finals) == [f"r{i}" for i in range(8)]
+    assert all(len(o.output_ids) == 25 and all(0 <= t < V for t in o.output_ids) for o in finals.values())
+    assert s.timing.overlapped_s > 0
+    assert len({tuple(o.output_ids) for o in finals.values()}) > 1  # it sampled
