@@ -433,14 +433,17 @@ class Scheduler:
     def _run(self, plan: list[tuple[Req, int]]) -> list[EngineOutput]:
         seqs: list[SeqInput | None] = []
         all_decode = True  # every row runs its last sampled token
+        rows = self.slots.row  # (the per-row work below is inlined: it runs for every request)
         for r, n in plan:
             if r.spec_k:
                 seqs.append(None)  # verify sequence, once the drafts are known
                 all_decode = False
                 continue
-            if n == 1 and r.output_ids and r.kv_len == r.fill_len - 1 and not r.images:
+            out = r.output_ids
+            if n == 1 and out and r.kv_len == len(r.input_ids) + len(out) - 1 and not r.images:
                 # a decode: its token is the last sampled one
-                seqs.append(SeqInput([r.output_ids[-1]], r.kv_len, self._slots_of(r, r.kv_len + 1)))
+                slots = rows[r.slot_row][:r.kv_len + 1]
+                seqs.append(SeqInput([out[-1]], r.kv_len, slots.clone() if self._copy_slots else slots))
                 continue
             all_decode = False
             want_input_lp = r.return_logprob and r.logprob_start_len >= 0 and r.kv_len < len(r.input_ids)
@@ -630,7 +633,7 @@ class Scheduler:
                 idx, s = min(hits)
                 r.text = text if p.no_stop_trim else text[:idx]
                 return self._finish(r, {"type": "stop", "matched": s}, outputs, keep_text=True)
-        if r.fill_len >= self.context_length:
+        if len(r.input_ids) + n_out >= self.context_length:  # fill_len, inlined
             return self._finish(r, {"type": "length", "length": n_out}, outputs)
         r.text = text
         outputs.append(self._output(r))
