@@ -4,9 +4,13 @@ reconciler its side of LWS spec.replicas (autoscale/handoff.py). Settings come f
 kopf's memo (memo.settings).
 
 Reconcile triggers:
-- the SGLangDeployment: create, update (spec/metadata; our own status writes do not trigger it) and
-  resume (operator start); our delete handler is optional, so it adds no finalizer (kopf.on.delete:
-  requires_finalizer=not optional; garbage collection removes the children);
+- the SGLangDeployment's own events, level-based: every object once when the operator starts (the
+  initial listing), then whenever its spec, labels, annotations or deletion change (our own status
+  writes do not count; reconcile/triggers.py). No kopf change-detecting handlers (on.create/update/
+  resume): those keep a diff base in an annotation, written by one more PATCH per object, and under
+  load kopf read our status write's event (older than that PATCH) as a never-handled object and ran
+  the create handler again for most of 1,000 new objects. Nothing adds a finalizer: garbage
+  collection removes the children;
 - its children (LeaderWorkerSet, Service, PodDisruptionBudget; with spec.router its Deployment and
   worker ConfigMap), selected by a controller owner
   reference to an SGLangDeployment: an edit or a deletion is repaired within seconds, and LWS status
@@ -44,15 +48,12 @@ from .kube.events import api_poster
 from .metrics import EVENTS_SKIPPED, LEADER
 from .reconcile import resync
 from .reconcile.reconciler import Reconciler
-from .reconcile.retry import Retrier, backoff, run_pass
+from .reconcile.retry import Retrier
 from .reconcile.triggers import Seen
 from .render.labels import DEPLOYMENT_LABEL
 from .settings import Settings
 
 FIELD_MANAGER = "sglang-operator"
-DIFFBASE_KEY = "last-handled-configuration"  # kopf's diff base, an annotation under our group
-DIFFBASE_ANNOTATION = f"{GROUP}/{DIFFBASE_KEY}"
-CONSISTENCY_TIMEOUT = 60.0  # seconds; see configure()
 
 log = logging.getLogger("sglang_operator.handlers")
 
@@ -76,17 +77,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, deployments: kopf.Index, **_: Any) -> None:
     ours: Settings = memo.get("settings") or Settings()
-    # Handler progress (retry counts) under status.kopf, which the CRD keeps; handlers return None,
-    # so nothing else lands in status. The diff base stays in an annotation under our own domain.
+    # kopf's bookkeeping, should a change-detecting handler ever be added: progress under
+    # status.kopf (the CRD keeps it), no annotation of kopf's own domain.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key=DIFFBASE_KEY)
-    # After its own PATCH (the diff base) kopf waits this long for the patched version's watch event
-    # before it trusts an older event. With 1,000 new objects the events lagged past its default 5 s:
-    # kopf then read the event of our status write, which predates the diff base, as "never handled"
-    # and ran the create handler a second time for every object. The wait ends when the patched
-    # version arrives (normally within milliseconds): a longer bound costs nothing unless it is lost.
-    settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT
+        prefix=GROUP, key="last-handled-configuration")
     # The name kopf would use if a handler required a finalizer; none does (see above).
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own per-handler chatter ("Handler succeeded") is not worth an Event; ours are explicit.
@@ -112,29 +107,22 @@ def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.retrier.stop()
 
 
-def _handled_before(annotations: Mapping[str, str], **_: Any) -> bool:
-    return DIFFBASE_ANNOTATION in annotations
-
-
-# kopf runs both resume and create handlers for an object it has never handled: at a start with
-# 1,000 new objects that was 2,000 passes. Resume is for objects a previous run handled.
-@kopf.on.resume(GROUP, VERSION, PLURAL, when=_handled_before)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile(namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    failure = run_pass(memo.reconciler.reconcile, namespace, name, KIND)
-    if failure is not None:
-        if failure.retry:
-            raise kopf.TemporaryError(failure.message, delay=backoff(retry))
-        raise kopf.PermanentError(failure.message)
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def deleted(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    memo.retrier.forget(namespace, name)
-    memo.reconciler.forget(namespace, name)
-    logger.info("deleted; its children (LeaderWorkerSet, Services, PodDisruptionBudget, router) go with it "
-                "(garbage collection)")
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def deployment_changed(body: kopf.Body, type: str | None, namespace: str, name: str, memo: kopf.Memo,
+                       logger: logging.Logger, **_: Any) -> None:
+    """A pass when the object is new to us or a user changed it; failures are retried with backoff
+    by the Retrier, as for every other trigger."""
+    if type == "DELETED":
+        memo.seen.news(type, body)
+        memo.retrier.forget(namespace, name)
+        memo.reconciler.forget(namespace, name)
+        logger.info("deleted; its children (LeaderWorkerSet, Services, PodDisruptionBudget, router) go with it "
+                    "(garbage collection)")
+        return
+    if not memo.seen.news(type, body):
+        EVENTS_SKIPPED.labels(KIND).inc()
+        return
+    memo.retrier.run(namespace, name, KIND)
 
 
 @kopf.on.event(LWS_GROUP, LWS_VERSION, LWS_PLURAL, when=_owned)
@@ -173,7 +161,7 @@ def _established(body: kopf.Body) -> bool:
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                when=lambda name, **_: name == LWS_CRD)
 def lws_crd_changed(body: kopf.Body, type: str | None, deployments: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
-    if type is None or not _established(body):  # initial listing: resume handles those objects
+    if type is None or not _established(body):  # initial listing: every object gets its first pass anyway
         return
     for namespace, name in list(deployments.get(None, [])):
         memo.retrier.run(namespace, name, "CustomResourceDefinition")

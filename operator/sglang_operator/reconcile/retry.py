@@ -3,9 +3,8 @@
 A pass fails when it raises (API server unreachable, 5xx, a write conflict) or ends with a problem
 worth retrying (Problem.retry); it is retried after backoff(n) seconds, n counting the failures in a
 row, until one succeeds. A problem that needs a spec change (InvalidSpec) is not retried: the change
-is an event. kopf retries its own handlers (handlers.py raises kopf.TemporaryError with this delay);
-`Retrier` does the same for the triggers kopf does not retry: child events, the LWS CRD appearing
-and the resync.
+is an event. Every trigger (the object's own events, its children's and pods', the LWS CRD
+appearing, the resync) goes through `Retrier`, which schedules those retries.
 """
 from __future__ import annotations
 
@@ -55,8 +54,8 @@ def thread_timer(delay: float, fn: Callable[[], None]) -> Callable[[], None]:
 
 
 class Retrier:
-    """Runs passes for the triggers kopf does not retry, and schedules the retries of failed ones
-    (one pending retry per object at most).
+    """Runs passes for every trigger and schedules the retries of failed ones (one pending retry
+    per object at most).
 
     Triggers that arrive while a pass for the same object runs are folded into one more pass after
     it: a group coming up is a burst of pod, LWS and Service events, and one pass per event (each

@@ -1,4 +1,9 @@
-"""Which watch events of children and pods are worth a reconcile pass (pure, plus one memory).
+"""Which watch events of SGLangDeployments, their children and pods are worth a reconcile pass
+(pure, plus one memory).
+
+An SGLangDeployment's event is news when its spec, labels, annotations or deletion changed, or
+when it is new to this process (every object gets a pass at operator start); the status writes of
+every pass are not.
 
 A group coming up is a stream of events that change nothing a pass reads: the kubelet's and kwok's
 status updates of a pod before it turns Ready, the disruption controller's PodDisruptionBudget
@@ -24,6 +29,7 @@ import json
 import threading
 from typing import Any, Mapping
 
+from ..api.names import KIND
 from ..kube.conditions import pod_ready
 from .model_download import download_view
 
@@ -34,6 +40,14 @@ def pod_view(pod: Mapping[str, Any]) -> Any:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     return [meta.get("uid"), meta.get("labels"), meta.get("deletionTimestamp"), pod_ready(pod), status.get("podIP"),
             download_view(pod)]
+
+
+def deployment_view(obj: Mapping[str, Any]) -> Any:
+    """An SGLangDeployment: what a user changes (spec, labels, annotations) and its deletion; its
+    status is ours and the autoscaler's to write, so status writes are no news."""
+    meta = obj.get("metadata") or {}
+    return [meta.get("generation"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+            obj.get("spec")]
 
 
 def child_view(obj: Mapping[str, Any]) -> Any:
@@ -78,4 +92,5 @@ class Seen:
 
 
 def _view_digest(obj: Mapping[str, Any]) -> bytes:
-    return digest(pod_view(obj) if obj.get("kind") == "Pod" else child_view(obj))
+    view = {"Pod": pod_view, KIND: deployment_view}.get(obj.get("kind"), child_view)
+    return digest(view(obj))

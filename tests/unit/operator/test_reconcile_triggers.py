@@ -70,3 +70,23 @@ def test_the_reconcilers_kube_notes_whole_object_applies_not_status_writes():
     kube.apply(obj)
     kube.apply(obj, subresource="status")
     assert noted == [{"kind": "Service", "metadata": {"uid": "u", "name": "s"}}]
+
+
+def test_deployment_events_are_news_when_a_user_changed_it_not_when_its_status_was_written():
+    seen = Seen()
+    d = {"kind": "SGLangDeployment", "metadata": {"uid": "d1", "generation": 1, "resourceVersion": "1"},
+         "spec": {"model": {"path": "/m"}}}
+    assert seen.news(None, d)  # the initial listing: every object's first pass
+    written = copy.deepcopy(d)
+    written["metadata"]["resourceVersion"] = "2"
+    written["status"] = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]}
+    assert not seen.news("MODIFIED", written)  # our own status write (or the autoscaler's)
+    edited = copy.deepcopy(written)
+    edited["spec"]["model"]["path"], edited["metadata"]["generation"] = "/n", 2
+    assert seen.news("MODIFIED", edited)
+    labelled = copy.deepcopy(edited)
+    labelled["metadata"]["labels"] = {"team": "a"}
+    assert seen.news("MODIFIED", labelled)
+    deleting = copy.deepcopy(labelled)
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert seen.news("MODIFIED", deleting)
