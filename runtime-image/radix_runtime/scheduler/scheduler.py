@@ -5,6 +5,9 @@ enough, retracting requests back to the queue; (2) chunked prefills in progress 
 token budget; (3) waiting requests are admitted in policy order while budget and KV last, each
 starting from its longest cached prefix; (4) one forward, sampling, stop checks; (5) prefilled
 tokens are inserted into the radix tree right away so concurrent requests sharing them hit.
+With overlap scheduling, while a decode batch is in flight the next one is planned from it (a
+slot more per row, no admission or retraction) and launched before its tokens are committed
+(scheduler/overlap.py).
 
 `runner` is a ModelRunner, or in a process group rank 0's LeaderRunner (the same calls). Not
 thread-safe: the engine calls it from its loop thread under a lock.
@@ -252,7 +255,7 @@ class Scheduler:
     def _pipeline_rows(self) -> tuple[list[Req], list[int]] | None:
         """The next batch while one is in flight: its rows that go on, as (requests, their rows in
         the in-flight job); None when the synchronous step has to decide (a request may be
-        admitted, KV is short, a row needs more than an argmax)."""
+        admitted, KV is short, a row needs the synchronous sampler)."""
         prev = self._inflight
         alive = [j for j, r in enumerate(prev.reqs) if not r.finished]
         if len(alive) != len(self.running):
