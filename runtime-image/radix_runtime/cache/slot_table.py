@@ -19,6 +19,9 @@ class SlotTable:
         self._set(torch.zeros(rows, width, dtype=torch.int64))
 
     def _set(self, data: torch.Tensor) -> None:
+        if data.is_inference():  # grown inside a step; an abort writes rows outside inference mode
+            with torch.inference_mode(False):
+                data = data.clone()
         self.data = data
         # each row as a 1-D view, made once per growth: slicing one is ~2x cheaper than data[i, :n]
         self.row = list(data.unbind(0))

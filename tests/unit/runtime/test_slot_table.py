@@ -66,3 +66,17 @@ def test_scheduler_from_a_one_row_table_through_retraction_and_abort():
         assert got == (want[:len(got)] if rid == "r5" else want)
     assert finals["r5"].finish_reason["type"] == "abort"
     assert s.slots.rows_in_use == 0 and s.slots.data.shape[0] > 1
+
+
+def test_a_table_grown_inside_inference_mode_takes_writes_outside_it():
+    # A step (inference mode) grows the table; an abort between steps then caches the request's
+    # prefix by writing its row, outside inference mode (a server's engine thread died of this).
+    t = SlotTable(rows=1, width=2)
+    with torch.inference_mode():
+        row = t.acquire()
+        other = t.acquire()  # rows double
+        t.write(row, torch.arange(5))  # width doubles twice
+    assert not t.data.is_inference()
+    t.write(other, torch.tensor([7, 8, 9]))
+    t.append([row], [5], torch.tensor([42]))
+    assert t.data[row, :6].tolist() == [0, 1, 2, 3, 4, 42] and t.data[other, :3].tolist() == [7, 8, 9]
