@@ -81,6 +81,8 @@ class ModelThread:
 
     def _run(self, job: Job) -> None:
         if job.prev is not None:  # ran before this one: its tokens are known
+            if job.prev.error is not None:
+                raise RuntimeError("the forward this batch's tokens come from failed")
             prev, job.prev = job.prev.next_ids, None  # (no chain of every job ever run)
             for s, j in zip(job.seqs, job.src):
                 s.token_ids = [prev[j]]

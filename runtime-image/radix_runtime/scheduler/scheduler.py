@@ -297,7 +297,14 @@ class Scheduler:
     def _commit(self, job: Job, hidden: bool = False) -> list[EngineOutput]:
         """job's tokens into its requests (the rows of requests finished meanwhile were spare).
         hidden: the next job is in flight, so this work overlaps its forward."""
-        ids = job.wait()
+        try:
+            ids = job.wait()
+        except BaseException:
+            # a job planned from this one fails too: let it end, and nothing stays in flight
+            nxt, self._inflight = self._inflight, None
+            if nxt is not None:
+                nxt.done.wait()
+            raise
         t1 = time.perf_counter()
         outputs: list[EngineOutput] = []
         for r, t in zip(job.reqs, ids):

@@ -7,6 +7,7 @@ import asyncio
 import random
 
 from radix_runtime.core.request import EngineRequest, SamplingParams
+from radix_runtime.engine.radix_engine import OVERLAP_ENV
 from radix_runtime.launch_server import engine_config, parse_args
 
 from .helpers import collect, greedy, make_engine, shutdown
@@ -40,7 +41,8 @@ async def _staggered(engine, reqs):
     return await asyncio.gather(*(one(k, r) for k, r in enumerate(reqs)))
 
 
-def test_overlap_gives_the_synchronous_outputs(tiny_models):
+def test_overlap_gives_the_synchronous_outputs(tiny_models, monkeypatch):
+    monkeypatch.delenv(OVERLAP_ENV, raising=False)  # the synchronous engine is synchronous
     sync = make_engine(tiny_models["llama"], max_total_tokens=4096)
     over = make_engine(tiny_models["llama"], max_total_tokens=4096, enable_overlap_schedule=True)
     try:

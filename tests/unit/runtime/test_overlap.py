@@ -4,6 +4,7 @@ through stop tokens, stop strings, length limits, aborts, retraction and request
 mid-decode, with the KV accounting checked after every step; and the pipeline really runs."""
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -12,7 +13,7 @@ from radix_runtime.core.config import EngineConfig
 from radix_runtime.core.request import SamplingParams
 from radix_runtime.scheduler.request import Req
 from radix_runtime.scheduler.scheduler import Scheduler
-from tests.unit.runtime.test_scheduler import V, StubRunner, StubTokenizer
+from tests.unit.runtime.test_scheduler import V, StubRunner, StubTokenizer, expected, req
 
 
 def make(overlap: bool, pool_size: int, chunk: int, max_running: int, cache: bool) -> Scheduler:
@@ -112,3 +113,29 @@ def test_unseeded_sampling_is_pipelined_and_stays_valid():
     assert all(len(o.output_ids) == 25 and all(0 <= t < V for t in o.output_ids) for o in finals.values())
     assert s.timing.overlapped_s > 0
     assert len({tuple(o.output_ids) for o in finals.values()}) > 1  # it sampled
+
+
+def test_a_failed_forward_fails_its_batch_and_the_pipeline_starts_clean():
+    """A forward failing on the model thread: the step raises (the engine then aborts what runs),
+    the job planned from it does not run, nothing stays in flight, later requests complete."""
+    s = make(True, pool_size=2000, chunk=256, max_running=8, cache=True)
+    real, calls = s.runner.forward, {"n": 0}
+
+    def flaky(seqs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # mid-decode, pipelined
+            raise RuntimeError("simulated device failure")
+        return real(seqs)
+
+    s.runner.forward = flaky
+    for i in range(4):
+        s.add(req(f"r{i}", [i + 1] * 10, 20))
+    with pytest.raises(RuntimeError, match="simulated device failure"):
+        for _ in range(50):
+            s.step()
+    assert s._inflight is None and calls["n"] == 5  # the job planned from the failed one never ran
+    for r in list(s.running) + list(s.waiting):  # what the engine does after a failed step
+        s.abort(r.rid)
+    s.check_integrity()
+    finals = run(s, {0: [req("after", [7] * 10, 20)]}, {})
+    assert finals["after"].output_ids == expected([7] * 10, 20)
