@@ -19,7 +19,8 @@ WRITES = Counter("sglang_operator_api_writes", "Writes to the Kubernetes API by 
 REQUESTS = Counter("sglang_operator_api_requests", "Requests of the reconciler and the autoscaler to the Kubernetes "
                    "API by HTTP method (kopf's own watches and diff-base patches are not counted)", ["method"])
 EVENTS_SKIPPED = Counter("sglang_operator_watch_events_skipped",
-                         "Child and pod events that changed nothing a reconcile pass reads (no pass run)", ["kind"])
+                         "Watch events that changed nothing a reconcile pass reads (no pass run): status writes "
+                         "of SGLangDeployments, child and pod churn, the operator's own applies", ["kind"])
 LEADER = Gauge("sglang_operator_leader", "1 while this replica holds the leader Lease (or runs without election)")
 
 # The autoscaler's, per SGLangDeployment.
