@@ -7,8 +7,8 @@ sequence's slots, scores every query head of the group against each K row (GQA: 
 loaded once per group; AVX2 dot products), softmaxes in float32 and accumulates the V rows.
 float32 pools, head_dim a multiple of 8, x86-64 with AVX2/FMA.
 
-It is compiled on first use with the system C compiler (`cc -O3 -march=native -ffast-math`, <1 s)
-into a cache directory and called through ctypes, so nothing is built at install time; without a
+It is compiled on first use with the system C compiler (`cc -O3 -march=native` with the
+reassociation parts of -ffast-math, <1 s) into a cache directory and called through ctypes, so nothing is built at install time; without a
 compiler `load()` returns None and the caller keeps the torch path. Opted into by the compiled
 decode (--enable-torch-compile).
 """
@@ -124,7 +124,11 @@ void write_kv_f32(float *kbuf, float *vbuf, const int64_t *const *rows, const in
 }
 """
 
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+# -ffast-math's parts that let the reductions vectorize, not -ffast-math (nor -funsafe-math-
+# optimizations) itself: with either, gcc links crtfastmath.o into the library, whose load sets
+# flush-to-zero and denormals-are-zero for the whole process (hypothesis then refuses to run).
+_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+          "-freciprocal-math", "-fno-signed-zeros", "-fPIC", "-shared"]
 _lib: ctypes.CDLL | None | bool = False  # False: not tried yet
 
 

@@ -3,6 +3,8 @@ scattered pool slots: GQA groups 1 and 4, head dims 8 to 64, lengths 1 and ragge
 windows; and when the backend takes it (float32 CPU pools, head_dim % 8 == 0)."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -15,8 +17,11 @@ from tests.unit.runtime.test_decode_kv import decode_fb
 torch.set_num_threads(1)
 
 
-def test_the_kernel_builds_here():
+def test_the_kernel_builds_here_and_leaves_the_process_floating_point_state_alone():
     assert cda.load() is not None  # this machine: x86-64 with AVX2/FMA and a C compiler
+    # A library built with -ffast-math turns on flush-to-zero for the whole process when loaded:
+    # subnormals would then read as 0 everywhere (numpy, torch, Python floats).
+    assert sys.float_info.min / 2 > 0 and torch.tensor(1e-45, dtype=torch.float32).item() > 0
 
 
 @pytest.mark.parametrize("h,kvh,d", [(4, 4, 8), (8, 2, 16), (4, 1, 64)])
