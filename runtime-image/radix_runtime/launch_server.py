@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = p.add_argument_group("decode graphs (executor/decode_graph.py; both opt-in)")
     o.add_argument("--enable-torch-compile", action="store_true", default=None,
-                   help="decode batches up to --torch-compile-max-bs run torch.compile'd at padded "
-                        "batch sizes (each size compiles on first use)")
+                   help="decode batches up to --torch-compile-max-bs run inductor-compiled at padded "
+                        "batch sizes (all sizes compile at start)")
     o.add_argument("--torch-compile-max-bs", type=int,
                    help=f"largest decode batch compiled (default {EngineConfig.torch_compile_max_bs})")
     o.add_argument("--cuda-graph-max-bs", type=int,

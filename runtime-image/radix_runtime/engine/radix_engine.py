@@ -24,6 +24,7 @@ from ..core.errors import InvalidRequestError, QueueFullError
 from ..core.protocol import EngineStats
 from ..core.request import EngineOutput, EngineRequest
 from ..core.validation import check_new_tokens, check_prompt
+from ..executor.decode_graph import CompiledDecode
 from ..executor.model_runner import ModelRunner
 from ..core.spec_config import NGRAM, SpecSettings, resolve_speculative
 from ..executor.shard import choose_device, load_draft, load_shard
@@ -68,6 +69,11 @@ def _put_all(items) -> None:
             w.set_result(None)
 
 
+def _compile_progress(i: int, n: int, bs: int, seconds: float) -> None:
+    print(f"[radix_runtime] compiled the decode graphs for batch size {bs} ({i}/{n}) in {seconds:.1f} s",
+          file=sys.stderr, flush=True)
+
+
 class RadixEngine:
     is_generation = True
 
@@ -90,6 +96,9 @@ class RadixEngine:
         print(f"[radix_runtime] KV pool: {self.pool.size} tokens on {self.device} ({self.dtype})",
               file=sys.stderr, flush=True)
         self.runner = ModelRunner(model, self.pool, self.device, config.attention_backend, config=config)
+        if isinstance(self.runner.graphs, CompiledDecode):  # --enable-torch-compile: all buckets now
+            with torch.inference_mode():
+                self.runner.graphs.compile_all(_compile_progress)
         if wrap_runner is not None:  # rank 0 of a group: every step goes to all ranks
             self.runner = wrap_runner(self.runner)
         self.group = current()

@@ -1,4 +1,4 @@
-"""Decode-only batches at a few fixed batch sizes: torch.compile'd on CPU, CUDA graphs on GPU.
+"""Decode-only batches at a few fixed batch sizes: inductor-compiled on CPU, CUDA graphs on GPU.
 
 A decode batch of B sequences is padded to the smallest bucket >= B (SGLang's capture sizes: 1, 2,
 4, 8, then steps of 8 up to the max), so a bucket's compiled code or captured graph serves every B
@@ -7,10 +7,11 @@ they write and read KV slot 0, the pool's scratch slot that no sequence owns (th
 decode leaves them out of attention altogether).
 
 - CPU (`CompiledDecode`, --enable-torch-compile): the ~35 small ops of a layer outside attention
-  are fused by inductor: the whole forward and the LM head are one compiled graph per bucket, in
-  which attention is an opaque op that runs the torch backend eagerly on the unpadded rows, over
-  the dense decode K/V it keeps (their length changes every step, which static shapes cannot
-  follow). One graph rather than a region per layer: each compiled call costs a guard check.
+  are fused by inductor, in three compiled regions per bucket (before the first attention,
+  between two, after the last with the LM head); attention runs between them eagerly on the
+  unpadded rows (its context length changes every step, which static shapes cannot follow).
+  The regions are FX graphs handed to inductor directly, not torch.compile'd functions: dynamo's
+  guard check and a custom op's dispatch cost more per call than the fused arithmetic.
 - CUDA (`executor/cuda_graph.py`, --cuda-graph-max-bs): the whole forward, attention included,
   captured per bucket over static input buffers (`StaticDecodeInputs`) and replayed.
 """
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 
 import torch
+from torch import nn
 
 from ..core.forward_batch import ForwardBatch
+from ..layers.linear import parallel_logits
 from ..models.llama import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
@@ -68,72 +70,149 @@ def supports(model) -> str | None:
     return None
 
 
-# -- CPU: one compiled graph, attention an opaque op in it --------------------------------------
-class _Current(threading.local):
-    """The decode batch the compiled graph's attention op runs on, set around each run (the op
-    takes tensors only; the batch, a Python object, stays outside the graph). Per thread: each
-    engine steps in its own."""
-    fb: ForwardBatch | None = None
-    layers: list = []
+# -- CPU: compiled regions between the attention calls --------------------------------------
+class _Head(nn.Module):
+    """The embedding and the first layer up to its attention."""
+
+    def __init__(self, m, first):
+        super().__init__()
+        self.embed, self.layer = m.embed_tokens, first
+
+    def forward(self, ids, positions):
+        x = self.embed(ids)
+        return (x, *self.layer.start(x, positions))
 
 
-_Batch = _Current()
+class _Between(nn.Module):
+    """Layer i after its attention, then layer i + 1 up to its attention."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x, o, positions):
+        x = self.a.finish(x, o)
+        return (x, *self.b.start(x, positions))
 
 
-@torch.library.custom_op("radix_runtime::decode_attention", mutates_args=())
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int) -> torch.Tensor:
-    """Layer `layer`'s attention for the padded rows q, k, v: the real rows go to the backend
-    (which writes their K/V to the pool); the pad rows' output is zeros."""
-    fb = _Batch.fb
-    b = fb.num_decode
-    return pad_rows(_Batch.layers[layer].self_attn.attend(q[:b], k[:b], v[:b], fb), q.shape[0])
+class _Tail(nn.Module):
+    """The last layer after its attention, the final norm and the LM head."""
+
+    def __init__(self, lm, last):
+        super().__init__()
+        self.layer, self.norm = last, lm.model.norm
+        # the LM head's weight (the embedding's when tied), not lm: its parameters are inputs
+        self.head = lm.model.embed_tokens if lm.lm_head is None else lm.lm_head
+        self.vocab_size = lm.args.vocab_size
+
+    def forward(self, x, o):
+        x = self.norm(self.layer.finish(x, o))
+        return x, parallel_logits(x, self.head.weight, self.vocab_size)
 
 
-@_attention.register_fake
-def _(q, k, v, layer):
-    return torch.empty_like(q)
+class _Region:
+    """One region's modules (one instance per place it runs: _Between per layer pair) and their
+    parameters in a fixed order; the compiled code per bucket is shared by the instances, which
+    hand their own parameters in."""
 
+    def __init__(self, instances: list[nn.Module]):
+        self.instances = instances
+        self.names = [n for n, _ in instances[0].named_parameters()]
+        self.params = [[dict(m.named_parameters())[n] for n in self.names] for m in instances]
+        self.code: dict[int, object] = {}  # bucket -> compiled callable
 
-def _decode(lm, ids: torch.Tensor, positions: torch.Tensor):
-    """The decode forward with attention as _attention: what CompiledDecode compiles."""
-    m = lm.model
-    x = m.embed_tokens(ids)
-    for i, layer in enumerate(m.layers[m.start:m.end]):
-        x = layer.finish(x, _attention(*layer.start(x, positions), i))
-    x = m.norm(x)
-    return x, lm.logits(x)
+    def compile(self, bs: int, args: tuple) -> None:
+        """Trace instance 0 at these (bucket-shaped) inputs, parameters as inputs, and compile."""
+        from torch._inductor import compile as inductor_compile
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        mod, names, n = self.instances[0], self.names, len(args)
+
+        def fn(*xs):
+            return torch.func.functional_call(mod, dict(zip(names, xs[n:])), xs[:n])
+
+        inputs = [*args, *self.params[0]]
+        self.code[bs] = inductor_compile(make_fx(fn)(*inputs), inputs)
+
+    def __call__(self, bs: int, i: int, *args):
+        return self.code[bs](*args, *self.params[i])
 
 
 class CompiledDecode:
     """--enable-torch-compile: a decode batch of at most max_bs sequences runs padded to its bucket
-    through one torch.compile'd graph of the whole forward and LM head (static shapes, compiled
-    on the bucket's first use). Attention is an opaque op in that graph (_attention), run eagerly
-    on the real rows only, over the dense decode K/V the torch backend keeps: its context length
-    changes every step, which static shapes cannot follow."""
+    through inductor-compiled code (static shapes; the engine compiles every bucket at start,
+    compile_all, else a bucket compiles on its first use) for
+    everything between the attention calls: the embedding and the first layer's projections, each
+    layer's output, MLP and the next one's projections, the last layer's rest with the final norm
+    and the LM head. Three regions, whatever the depth: the layers share one compiled region and
+    pass their weights in. Attention runs between them eagerly on the real rows only (its context
+    length changes every step, which static shapes cannot follow). The regions are FX graphs
+    compiled by inductor directly (no dynamo): no guards to check per call, which at these sizes
+    cost as much as the arithmetic."""
 
     def __init__(self, model, max_bs: int):
-        self.lm = decode_model(model)
+        self.lm = lm = decode_model(model)
+        m = lm.model
+        self.layers = layers = list(m.layers[m.start:m.end])
         self.sizes = capture_sizes(max_bs)
-        dyn = torch._dynamo.config  # one compiled entry per bucket
-        dyn.cache_size_limit = max(dyn.cache_size_limit, 2 * len(self.sizes))
-        self._fn = torch.compile(_decode, dynamic=False, fullgraph=True)
-        self.compiled: dict[int, float] = {}  # bucket -> seconds its first run took (compiling)
+        self.head = _Region([_Head(m, layers[0])])
+        self.between = _Region([_Between(a, b) for a, b in zip(layers, layers[1:])]) if len(layers) > 1 else None
+        self.tail = _Region([_Tail(lm, layers[-1])])
+        self._attn_out: dict[int, torch.Tensor] = {}  # bucket -> attention output [bs, H, D]
+        self.compiled: dict[int, float] = {}  # bucket -> seconds its compile took
+        self.runs: dict[int, int] = dict.fromkeys(self.sizes, 0)  # bucket -> decode steps run
 
     def bucket(self, n: int) -> int | None:
         return bucket_for(n, self.sizes)
 
+    def compile_all(self, progress=None) -> None:
+        """Compile every bucket now (at start, as SGLang compiles its graphs), largest first, so
+        that no decode step stalls for a compile while serving. progress(i, n, bs, seconds) is
+        called after each."""
+        for i, bs in enumerate(sorted(self.sizes, reverse=True)):
+            if bs not in self.compiled:
+                self._compile(bs)
+                if progress is not None:
+                    progress(i + 1, len(self.sizes), bs, self.compiled[bs])
+
+    def _compile(self, bs: int) -> None:
+        """Bucket bs's regions, traced on stand-in inputs of its shapes: attention is outside
+        them, so nothing touches the KV pool."""
+        t0 = time.perf_counter()
+        dev = self.lm.model.embed_tokens.weight.device
+        ids = torch.zeros(bs, dtype=torch.int64, device=dev)
+        pos = torch.zeros(bs, dtype=torch.int64, device=dev)
+        self.head.compile(bs, (ids, pos))
+        x, q, _, _ = self.head(bs, 0, ids, pos)
+        o = torch.zeros(q.shape, dtype=q.dtype, device=dev)  # as attention returns it: dense
+        if self.between is not None:
+            self.between.compile(bs, (x, o, pos))
+        self.tail.compile(bs, (x, o))
+        self.compiled[bs] = time.perf_counter() - t0
+        log.info("compiled the decode graph for batch size %d in %.1f s", bs, self.compiled[bs])
+
+    def _attend(self, i: int, q, k, v, fb: ForwardBatch, bs: int) -> torch.Tensor:
+        """Layer i's attention for the real rows; the pad rows' output stays zeros."""
+        b = fb.num_decode
+        o = self.layers[i].self_attn.attend(q[:b], k[:b], v[:b], fb)
+        if b == bs:
+            return o.contiguous()
+        buf = self._attn_out.get(bs)
+        if buf is None:
+            buf = self._attn_out[bs] = o.new_zeros(bs, *o.shape[1:])
+        buf[:b] = o
+        return buf
+
     def run(self, fb: ForwardBatch, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """fb: a decode-only batch of B <= bs rows -> (final hidden [B, hidden], logits [B, V])."""
-        t0 = time.perf_counter()
-        m = self.lm.model
-        _Batch.fb, _Batch.layers = fb, m.layers[m.start:m.end]
-        try:
-            x, logits = self._fn(self.lm, pad_rows(fb.input_ids, bs), pad_rows(fb.positions, bs))
-        finally:
-            _Batch.fb = None
         if bs not in self.compiled:
-            self.compiled[bs] = time.perf_counter() - t0
-            log.info("compiled the decode graph for batch size %d in %.1f s", bs, self.compiled[bs])
+            self._compile(bs)
+        ids, pos = pad_rows(fb.input_ids, bs), pad_rows(fb.positions, bs)
+        x, q, k, v = self.head(bs, 0, ids, pos)
+        for i in range(len(self.layers) - 1):
+            x, q, k, v = self.between(bs, i, x, self._attend(i, q, k, v, fb, bs), pos)
+        x, logits = self.tail(bs, 0, x, self._attend(len(self.layers) - 1, q, k, v, fb, bs))
+        self.runs[bs] += 1
         b = fb.num_decode
         return x[:b], logits[:b]
 

@@ -30,6 +30,59 @@ _SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
 
+/* e^x for 8 floats: Cephes' expf (x = n ln2 + r, |r| <= ln2 / 2, degree-5 polynomial, times
+   2^n through the exponent bits), ~2 ulp. glibc's expf is scalar without -ffast-math, and one
+   call per score per query head was most of the kernel's time. Inputs below -87.3 give ~1e-38,
+   not 0 (the softmax's inputs are <= 0, so that is a weight of 0 in float32 sums). */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* out[0 : 8 dv] = inv * sum_j p[j] V_j[0 : 8 dv], V_j = vh + slots[j] * slot_stride; dv <= 8.
+   Inlined with a constant dv, the accumulators are registers: each V row is loaded once, and
+   two rows at a time when dv is small keep enough FMA chains in flight. */
+static inline __attribute__((always_inline)) void pv_rows(
+        const float *p, int64_t n, const float *vh, const int64_t *slots, int64_t slot_stride,
+        float *out, __m256 inv, const int dv) {
+    __m256 a[8], b[8];
+    for (int d = 0; d < dv; d++) a[d] = b[d] = _mm256_setzero_ps();
+    int64_t j = 0;
+    if (dv <= 4) {
+        for (; j + 2 <= n; j += 2) {
+            if (j + 10 < n) {
+                _mm_prefetch((const char *)(vh + slots[j + 8] * slot_stride), _MM_HINT_T0);
+                _mm_prefetch((const char *)(vh + slots[j + 9] * slot_stride), _MM_HINT_T0);
+            }
+            const float *v0 = vh + slots[j] * slot_stride, *v1 = vh + slots[j + 1] * slot_stride;
+            const __m256 w0 = _mm256_set1_ps(p[j]), w1 = _mm256_set1_ps(p[j + 1]);
+            for (int d = 0; d < dv; d++) {
+                a[d] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v0 + 8 * d), a[d]);
+                b[d] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v1 + 8 * d), b[d]);
+            }
+        }
+    }
+    for (; j < n; j++) {
+        if (j + 8 < n) _mm_prefetch((const char *)(vh + slots[j + 8] * slot_stride), _MM_HINT_T0);
+        const float *v0 = vh + slots[j] * slot_stride;
+        const __m256 w0 = _mm256_set1_ps(p[j]);
+        for (int d = 0; d < dv; d++) a[d] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v0 + 8 * d), a[d]);
+    }
+    for (int d = 0; d < dv; d++) _mm256_storeu_ps(out + 8 * d, _mm256_mul_ps(_mm256_add_ps(a[d], b[d]), inv));
+}
+
 static inline float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
@@ -58,6 +111,12 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
             float *og = out + (b * heads + kh * group) * dim;
             int64_t i = 0;
             for (; i + 4 <= n; i += 4) {  /* four positions: one shuffle tree for their sums */
+                if (i + 16 < n) {  /* scattered slots defeat the hardware prefetcher */
+                    _mm_prefetch((const char *)(kbuf + slots[i + 12] * slot_stride + kh * dim), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(kbuf + slots[i + 13] * slot_stride + kh * dim), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(kbuf + slots[i + 14] * slot_stride + kh * dim), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(kbuf + slots[i + 15] * slot_stride + kh * dim), _MM_HINT_T0);
+                }
                 const float *k0 = kbuf + slots[i] * slot_stride + kh * dim;
                 const float *k1 = kbuf + slots[i + 1] * slot_stride + kh * dim;
                 const float *k2 = kbuf + slots[i + 2] * slot_stride + kh * dim;
@@ -89,23 +148,44 @@ void decode_attention_f32(const float *q, const float *kbuf, const float *vbuf,
             }
             for (int64_t g = 0; g < group; g++) {
                 float *s = scores + g * n, m = -INFINITY, sum = 0.f;
-                for (int64_t i = 0; i < n; i++) m = s[i] > m ? s[i] : m;
-                for (int64_t i = 0; i < n; i++) { s[i] = expf(s[i] - m); sum += s[i]; }
+                __m256 mx = _mm256_set1_ps(-INFINITY);
+                int64_t i = 0;
+                for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + i));
+                for (; i < n; i++) m = s[i] > m ? s[i] : m;
+                float lanes[8];
+                _mm256_storeu_ps(lanes, mx);
+                for (int64_t j = 0; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+                const __m256 mv = _mm256_set1_ps(m);
+                __m256 acc = _mm256_setzero_ps();
+                for (i = 0; i + 8 <= n; i += 8) {
+                    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+                    _mm256_storeu_ps(s + i, e);
+                    acc = _mm256_add_ps(acc, e);
+                }
+                sum = hsum(acc);
+                if (i < n) {  /* the tail through a padded vector (its pad lanes: e^-inf ~ 0) */
+                    float tail[8];
+                    for (int64_t j = 0; j < 8; j++) tail[j] = i + j < n ? s[i + j] - m : -INFINITY;
+                    _mm256_storeu_ps(tail, exp256(_mm256_loadu_ps(tail)));
+                    for (int64_t j = 0; i + j < n; j++) { s[i + j] = tail[j]; sum += tail[j]; }
+                }
                 inv_sum[g] = 1.f / sum;  /* applied to the output, not to each weight */
             }
             const float *vh = vbuf + kh * dim;
-            for (int64_t g = 0; g < group; g++) {  /* out[g] = sum_i p[g][i] V[i], 8 dims at a time */
+            for (int64_t g = 0; g < group; g++) {  /* out[g] = sum_i p[g][i] V[i] */
                 const float *p = scores + g * n;
-                for (int64_t d = 0; d < dim; d += 8) {
-                    __m256 a0 = _mm256_setzero_ps(), a1 = a0;  /* two chains hide the FMA latency */
-                    int64_t j = 0;
-                    for (; j + 2 <= n; j += 2) {
-                        a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + slots[j] * slot_stride + d), a0);
-                        a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 1]), _mm256_loadu_ps(vh + slots[j + 1] * slot_stride + d), a1);
-                    }
-                    if (j < n)
-                        a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + slots[j] * slot_stride + d), a0);
-                    _mm256_storeu_ps(og + g * dim + d, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(inv_sum[g])));
+                const __m256 inv = _mm256_set1_ps(inv_sum[g]);
+                switch (dim) {  /* the dims a register tile holds: each V row loaded once */
+                case 16: pv_rows(p, n, vh, slots, slot_stride, og + g * dim, inv, 2); break;
+                case 32: pv_rows(p, n, vh, slots, slot_stride, og + g * dim, inv, 4); break;
+                case 64: pv_rows(p, n, vh, slots, slot_stride, og + g * dim, inv, 8); break;
+                default: {  /* 64 dims at a time, then the rest (not unrolled) */
+                    int64_t d = 0;
+                    for (; d + 64 <= dim; d += 64)
+                        pv_rows(p, n, vh + d, slots, slot_stride, og + g * dim + d, inv, 8);
+                    if (d < dim)
+                        pv_rows(p, n, vh + d, slots, slot_stride, og + g * dim + d, inv, (int)(dim - d) / 8);
+                }
                 }
             }
         }

@@ -21,7 +21,9 @@ def test_compiled_decode_matches_hf(arch, tiny_models, hf_models):
     tok = engines[0].tokenizer
     prompts = [tok.encode(p) for p in ("Hello world", "The quick brown fox jumps", "1 2 3")]
     try:
-        # ignore_eos: all three decode together to the end, so only bucket 4 compiles (3 rows + a pad)
+        # every bucket compiled at start; ignore_eos: all three decode together to the end, in
+        # bucket 4 (3 rows + a pad)
+        assert set(engines[1].runner.graphs.compiled) == {1, 2, 4}
         eager, compiled = ([o.output_ids for o in asyncio.run(run_all(e, [
             EngineRequest(f"{arch}-{i}", p, greedy(10, ignore_eos=True)) for i, p in enumerate(prompts)]))]
             for e in engines)
@@ -29,7 +31,7 @@ def test_compiled_decode_matches_hf(arch, tiny_models, hf_models):
         for p, ids in zip(prompts, compiled):
             ref = hf_greedy(hf_models[arch], p, 10)
             assert ids[:len(ref)] == ref
-        assert set(engines[1].runner.graphs.compiled) == {4}
+        assert engines[1].runner.graphs.runs == {1: 0, 2: 0, 4: 9}  # 10 tokens: 1 prefill + 9 decodes
         engines[1].check_integrity()
     finally:
         for e in engines:
