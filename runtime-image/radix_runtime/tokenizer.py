@@ -90,7 +90,7 @@ _CHAR_BYTES = _char_bytes()
 def IncrementalDetokenizer(tokenizer: Tokenizer, skip_special_tokens: bool = True):
     """The detokenizer for one request's output: ByteDetokenizer where the tokenizer is byte-level
     BPE, else WindowDetokenizer (which needs only `decode`). Both have `text` (cumulative),
-    add(ids) -> text and flush() -> text."""
+    add(ids) -> text, add_one(id) -> text and flush() -> text."""
     if getattr(tokenizer, "byte_level", False):
         return ByteDetokenizer(tokenizer, skip_special_tokens)
     return WindowDetokenizer(tokenizer, skip_special_tokens)
@@ -108,12 +108,18 @@ class ByteDetokenizer:
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
 
     def add(self, new_ids: list[int]) -> str:
-        tb, special = self.tok.token_bytes, self.tok.special_ids
         if len(new_ids) == 1:
-            t = new_ids[0]
-            b = b"" if self.skip and t in special else tb(t)
-        else:
-            b = b"".join(tb(t) for t in new_ids if not (self.skip and t in special))
+            return self.add_one(new_ids[0])
+        tb, special = self.tok.token_bytes, self.tok.special_ids
+        return self._add_bytes(b"".join(tb(t) for t in new_ids if not (self.skip and t in special)))
+
+    def add_one(self, t: int) -> str:
+        """add([t]), for the decode step's hot path."""
+        if self.skip and t in self.tok.special_ids:
+            return self.text
+        return self._add_bytes(self.tok.token_bytes(t))
+
+    def _add_bytes(self, b: bytes) -> str:
         dec = self._utf8
         if dec.buffer:  # the rest of a character is pending
             s = dec.decode(b)
@@ -160,6 +166,9 @@ class WindowDetokenizer:
             return self.text
         self._emit(window)
         return self.text
+
+    def add_one(self, t: int) -> str:
+        return self.add([t])
 
     def _emit(self, window: str) -> None:
         old_read = self._read

@@ -57,6 +57,13 @@ class EngineRequest:
     priority: int = 0
     embedding: bool = False  # prefill only; the output carries the last token's hidden state
     images: list = field(default_factory=list)  # images.ImageInput, in prompt order
+    # False: the caller takes the finished output only (a non-streaming API request). Updates
+    # then come at the first token, every FORCE_STREAM_INTERVAL tokens and at the end, as SGLang
+    # sends a non-streaming request's, instead of one per token.
+    stream: bool = True
+
+
+FORCE_STREAM_INTERVAL = 50  # SGLang's DEFAULT_FORCE_STREAM_INTERVAL
 
 
 @dataclass(slots=True)  # one per running request per step: slots make it cheaper to build

@@ -99,6 +99,37 @@ class ModelRunner:
             decode_mask=(torch.arange(table.shape[1])[None, :] <= pos[:, None]).to(dev),
         )
 
+    def table_decode_batch(self, ids: torch.Tensor, pos: torch.Tensor, table: torch.Tensor,
+                           rows: torch.Tensor, addr: torch.Tensor, new: torch.Tensor) -> ForwardBatch:
+        """The decode batch of a scheduler's DecodeBatch (scheduler/decode_batch.py): input tokens
+        ids [B] at positions pos [B], whose contexts are the first pos + 1 slots of rows `rows` of
+        the slot table `table` (addr: those rows' addresses; new: the slots just appended, each
+        row's last). What _decode_batch builds from SeqInputs, without a Python list per row."""
+        if getattr(self.backend, "kernel", None) is not None:  # the C kernel reads the table rows
+            return ForwardBatch(input_ids=ids, positions=pos, out_loc=None, num_decode=ids.shape[0],
+                                decode_lens=pos + 1, decode_rows=addr)
+        dev = self.device
+        width = int(pos.max()) + 1
+        mask = torch.arange(width)[None, :] <= pos[:, None]
+        # a row's slots past its length are a former owner's: 0 there, as pad_sequence pads
+        rows_table = table.index_select(0, rows)[:, :width].masked_fill_(~mask, 0)
+        return ForwardBatch(
+            input_ids=ids.to(dev), positions=pos.to(dev), out_loc=new.to(dev), num_decode=ids.shape[0],
+            decode_table=rows_table.to(dev), decode_mask=mask.to(dev))
+
+    @torch.inference_mode()
+    def forward_decode(self, fb: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A decode-only batch (table_decode_batch) -> (final hidden [B, hidden], float32 logits
+        [B, V]): through the decode graphs where a bucket holds it, else eager."""
+        b = fb.num_decode
+        bs = self.graphs.bucket(b) if self.graphs is not None else None
+        if bs is not None:
+            self._graph_out = self.graphs.run(fb, bs)
+            return self._graph_out
+        self._graph_out = None
+        hidden = self.model(fb)[:b]
+        return hidden, self.model.logits(hidden)
+
     @torch.inference_mode()
     def forward(self, seqs: list[SeqInput]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """-> (last-token hidden states [B, hidden] in seqs order, {i: logits [n, V]} for seqs

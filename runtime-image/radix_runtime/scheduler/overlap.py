@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.forward_batch import SeqInput
-from .sampling import SampleRow, sample
+from .sampling import SampleRow, argmax_rows, sample
 
 
 @dataclass
@@ -94,6 +94,6 @@ class ModelThread:
             torch.cuda.synchronize()
         job.model_s = time.perf_counter() - t0 - (getattr(r, "host_s", 0.0) - host0)
         if job.rows is None:
-            job.next_ids = logits.argmax(-1).tolist()
+            job.next_ids = argmax_rows(logits).tolist()
         else:
             job.next_ids = sample(logits.float(), job.rows, job.generator).tolist()

@@ -31,6 +31,7 @@ class Req:
     logprob_start_len: int = -1
     priority: int = 0
     embedding: bool = False
+    stream: bool = True  # EngineRequest.stream: an update per token, else only now and then
     arrival: float = field(default_factory=time.monotonic)
 
     output_ids: list[int] = field(default_factory=list)
@@ -50,6 +51,7 @@ class Req:
     finished: bool = False
     finish_reason: dict | None = None
     detok: object = None  # tokenizer.IncrementalDetokenizer's pick for this request
+    detok_len: int = 0  # output tokens detok has seen (a non-streaming request's lag behind)
     text: str = ""
     output_logprobs: list[tuple[float, int]] = field(default_factory=list)
     output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)
@@ -74,7 +76,8 @@ class Req:
     def from_engine(cls, r: EngineRequest) -> "Req":
         req = cls(rid=r.rid, input_ids=list(r.input_ids), sampling=r.sampling,
                   return_logprob=r.return_logprob, top_logprobs_num=r.top_logprobs_num,
-                  logprob_start_len=r.logprob_start_len, priority=r.priority, embedding=r.embedding)
+                  logprob_start_len=r.logprob_start_len, priority=r.priority, embedding=r.embedding,
+                  stream=r.stream)
         if r.images:
             req.images, req.prompt_keys = list(r.images), image_keys(r.input_ids, r.images)
         return req

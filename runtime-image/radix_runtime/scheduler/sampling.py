@@ -36,6 +36,15 @@ def plain_greedy(p: SamplingParams) -> bool:
     return p.temperature < 1e-6 and unpenalized(p)
 
 
+def argmax_rows(logits: torch.Tensor) -> torch.Tensor:
+    """logits [B, V] -> each row's argmax [B] (int64, CPU; the first of equal maxima, as
+    torch.argmax). On CPU through numpy: torch's CPU argmax takes ~30 us for 32 x 768 float32
+    logits, numpy's ~3 us, which is a tenth of a tiny model's decode step."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.dim() == 2:
+        return torch.from_numpy(logits.detach().numpy().argmax(1))
+    return logits.argmax(-1).cpu()
+
+
 def apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
     """In place on float32 logits [B, V]; only rows that ask for something cost anything."""
     vocab = logits.shape[1]
@@ -66,7 +75,7 @@ def sample(logits: torch.Tensor, rows: list[SampleRow], generator: torch.Generat
     greedy = torch.tensor([r.params.temperature < 1e-6 for r in rows])
     out = torch.empty(len(rows), dtype=torch.int64)
     if greedy.any():
-        out[greedy] = logits[greedy.to(logits.device)].argmax(-1).cpu()
+        out[greedy] = argmax_rows(logits[greedy.to(logits.device)])
     if greedy.all():
         return out
     idx = (~greedy).nonzero().flatten()

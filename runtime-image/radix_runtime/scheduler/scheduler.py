@@ -5,6 +5,8 @@ enough, retracting requests back to the queue; (2) chunked prefills in progress 
 token budget; (3) waiting requests are admitted in policy order while budget and KV last, each
 starting from its longest cached prefix; (4) one forward, sampling, stop checks; (5) prefilled
 tokens are inserted into the radix tree right away so concurrent requests sharing them hit.
+A step in which every running request decodes and nothing else can happen skips (1)-(3): it runs
+over the batch kept from the previous such step (scheduler/decode_batch.py).
 With overlap scheduling, while a decode batch is in flight the next one is planned from it (a
 slot more per row, no admission or retraction) and launched before its tokens are committed
 (scheduler/overlap.py).
@@ -25,15 +27,16 @@ from ..cache.radix_tree import RadixTree
 from ..cache.slot_table import SlotTable
 from ..core.config import EngineConfig
 from ..core.forward_batch import SeqInput
-from ..core.request import EngineOutput
+from ..core.request import FORCE_STREAM_INTERVAL, EngineOutput
 from ..executor.model_runner import ModelRunner
 from ..grammar.backend import GrammarBackend
 from ..tokenizer import IncrementalDetokenizer, Tokenizer
 from . import policy
+from .decode_batch import DecodeBatch, decodes_plainly
 from .multimodal import chunk_embeds
 from .overlap import Job, ModelThread
 from .request import Req
-from .sampling import SampleRow, distribution, logprobs_of, plain_greedy, sample, unpenalized
+from .sampling import SampleRow, argmax_rows, distribution, logprobs_of, plain_greedy, sample, unpenalized
 from .speculative import verify
 
 
@@ -55,6 +58,15 @@ class StepTiming:
     decode_step_s: float = 0.0
     decode_model_s: float = 0.0
     overlapped_s: float = 0.0
+
+    def add(self, step_s: float, model_s: float, decode: bool) -> None:
+        self.steps += 1
+        self.step_s += step_s
+        self.model_s += model_s
+        if decode:
+            self.decode_steps += 1
+            self.decode_step_s += step_s
+            self.decode_model_s += model_s
 
 
 _SYNC_TIMING = os.environ.get("RADIX_SYNC_TIMING") == "1"
@@ -104,6 +116,14 @@ class Scheduler:
         self._model_thread = ModelThread(runner, _SYNC_TIMING) if overlap and spec is None else None
         self._inflight: Job | None = None
         self._pipe_t: float | None = None
+        # the running requests as one decode batch kept across pure-decode steps
+        # (scheduler/decode_batch.py); None whenever the running set changed since
+        self._decoding: DecodeBatch | None = None
+        # where the runner takes one (a ModelRunner; a group's LeaderRunner hands its ranks
+        # SeqInputs), and not with speculative decoding or overlap scheduling (their steps plan
+        # rows of their own)
+        self._batch_decode = (hasattr(runner, "forward_decode") and spec is None
+                              and self._model_thread is None)
 
     # -- requests in and out ------------------------------------------------------------------
     def add(self, req: Req) -> None:
@@ -126,6 +146,8 @@ class Scheduler:
         return None
 
     def _abort_output(self, r: Req) -> EngineOutput:
+        if r.detok is not None and not r.embedding:
+            r.text = self._detok(r, len(r.output_ids))
         r.finished = True
         r.finish_reason = {"type": "abort", "message": "request aborted"}
         return self._output(r)
@@ -170,7 +192,9 @@ class Scheduler:
         r.cache_len, r.last_node = r.kv_len, node
 
     def _release(self, r: Req) -> None:
-        """Give up r's KV: cache what it computed (it stays evictable), free the rest."""
+        """Give up r's KV: cache what it computed (it stays evictable), free the rest. Every
+        request leaving the running set comes through here."""
+        self._decoding = None
         self._cache_prefix(r)
         self.alloc.free(r.kv_slots[r.cache_len:])
         if r.last_node is not None:
@@ -198,6 +222,10 @@ class Scheduler:
         return outputs + self._step(time.perf_counter())
 
     def _step(self, t0: float) -> list[EngineOutput]:
+        db = self._decode_batch()
+        if db is not None:
+            return self._decode_step(t0, db)
+        self._decoding = None  # this step changes what the batch knows (kv_len, slots)
         plan: list[tuple[Req, int]] = []
         retracted = self._schedule_running(plan)
         while not plan and len(self.running) > 1:
@@ -226,14 +254,67 @@ class Scheduler:
             return []  # its tokens come with the next step
         self._model_s = 0.0
         outputs = self._run(plan)
-        dt, tm = time.perf_counter() - t0, self.timing
-        tm.steps += 1
-        tm.step_s += dt
-        tm.model_s += self._model_s
-        if decode:
-            tm.decode_steps += 1
-            tm.decode_step_s += dt
-            tm.decode_model_s += self._model_s
+        self.timing.add(time.perf_counter() - t0, self._model_s, decode)
+        return outputs
+
+    # -- pure-decode steps over a DecodeBatch (scheduler/decode_batch.py) ----------------------
+    def _decode_batch(self) -> DecodeBatch | None:
+        """The batch for a step in which every running request decodes plainly and nothing else
+        can happen (no admission, enough KV without retracting): kept from the last step, or
+        built now. None: the planned step decides."""
+        running = self.running
+        if not (self._batch_decode and running):
+            return None
+        if self.waiting and len(running) < self.cfg.max_running_requests:
+            return None  # a request may be admitted
+        if self._available() < len(running):
+            return None  # eviction may not be enough: retraction decides
+        db = self._decoding
+        if db is not None and db.usable(self.slots):
+            return db
+        if not all(decodes_plainly(r) for r in running):
+            return None
+        argmax = all(self._argmax_only(r) for r in running)
+        db = self._decoding = DecodeBatch(list(running), self.slots, self.context_length,
+                                          [self._stop_ids(r) for r in running], argmax)
+        return db
+
+    def _decode_step(self, t0: float, db: DecodeBatch) -> list[EngineOutput]:
+        """One decode token for every running request: the synchronous step's decisions for a
+        batch that only decodes (no plan), its tokens handled as _append_token does."""
+        self.new_token_ratio = max(self.new_token_ratio - policy.NEW_TOKEN_RATIO_DECAY, self.min_new_token_ratio)
+        for r in self.waiting:
+            r.wait_steps += 1
+        new = self._alloc(len(db.reqs))
+        db.write_slots(new)
+        fb = self.runner.table_decode_batch(db.ids, db.pos, db.data, db.rows, db.addr, new)
+        self._model_s = 0.0
+        t1, host0 = time.perf_counter(), getattr(self.runner, "host_s", 0.0)
+        _, logits = self.runner.forward_decode(fb)
+        self._model_done(t1, host0)
+        self.forward_passes_total += 1
+        if db.sample_rows is None:
+            next_ids = argmax_rows(logits)
+        else:
+            next_ids = sample(logits, db.sample_rows, self.generator)
+        ids = next_ids.tolist()
+        db.advance(next_ids)
+        outputs: list[EngineOutput] = []
+        checked = 0  # tokens _append_token counted
+        for r, t, limit, stops, strings, n_in in zip(db.reqs, ids, db.limits, db.stop_ids,
+                                                     db.stop_strings, db.prompt_lens):
+            r.kv_len += 1
+            out = r.output_ids
+            if strings or t in stops or len(out) + 1 >= limit:  # it may finish: the whole check
+                self._append_token(r, t, outputs)
+                checked += 1
+                continue
+            out.append(t)
+            if r.stream or len(out) % FORCE_STREAM_INTERVAL == 0:  # (its first token came before)
+                r.text = text = self._detok(r, len(out))
+                outputs.append(EngineOutput(r.rid, out[:], text, False, None, n_in, r.cached_tokens, len(out)))
+        self.generation_tokens_total += len(ids) - checked
+        self.timing.add(time.perf_counter() - t0, self._model_s, True)
         return outputs
 
     # -- overlap scheduling (scheduler/overlap.py) ---------------------------------------------
@@ -316,12 +397,7 @@ class Scheduler:
             tm.overlapped_s += now - t1
         period = now - (self._pipe_t if self._pipe_t is not None else job.t_plan)
         self._pipe_t = now
-        tm.steps += 1
-        tm.step_s += period
-        tm.model_s += job.model_s
-        tm.decode_steps += 1
-        tm.decode_step_s += period
-        tm.decode_model_s += job.model_s
+        tm.add(period, job.model_s, True)
         return outputs
 
     def _model_done(self, t0: float, host0: float = 0.0) -> None:
@@ -435,6 +511,7 @@ class Scheduler:
                 self.cached_tokens_total += prefix
             self.waiting.remove(r)
             self.running.append(r)
+            self._decoding = None
             plan.append((r, n))
             budget -= n
             reserved += int(max(r.max_future_tokens() - n, 0) * ratio)
@@ -573,7 +650,7 @@ class Scheduler:
         lp_rows = [j for j, r in enumerate(reqs) if r.return_logprob]
         raw = logits[lp_rows].clone() if lp_rows else None
         if all(self._argmax_only(r) for r in reqs):  # the common batch: one argmax, no rows
-            next_ids = logits.argmax(-1).tolist()
+            next_ids = argmax_rows(logits).tolist()
         else:
             if self.grammar is not None:
                 self.grammar.apply_masks(logits, [r.grammar for r in reqs])
@@ -629,14 +706,13 @@ class Scheduler:
         self.generation_tokens_total += 1
         n_out = len(r.output_ids)
         if n_out >= p.max_new_tokens:
-            r.detok.add([t])
+            self._detok(r, n_out)
             return self._finish(r, {"type": "length", "length": p.max_new_tokens}, outputs)
         if n_out >= p.min_new_tokens and t in self._stop_ids(r):
-            if p.no_stop_trim:
-                r.detok.add([t])
+            self._detok(r, n_out if p.no_stop_trim else n_out - 1)
             return self._finish(r, {"type": "stop", "matched": t}, outputs)
-        prev = len(r.detok.text)
-        text = r.detok.add([t])
+        prev = len(r.detok.text)  # (a request with stop strings never lags: this is its text)
+        text = self._detok(r, n_out)
         if p.stop and n_out >= p.min_new_tokens:
             hits = [(i, s) for s in p.stop if s and (i := text.find(s, max(0, prev - len(s) + 1))) >= 0]
             if hits:
@@ -646,7 +722,18 @@ class Scheduler:
         if len(r.input_ids) + n_out >= self.context_length:  # fill_len, inlined
             return self._finish(r, {"type": "length", "length": n_out}, outputs)
         r.text = text
-        outputs.append(self._output(r))
+        if r.stream or n_out == 1 or n_out % FORCE_STREAM_INTERVAL == 0:
+            outputs.append(self._output(r))
+
+    def _detok(self, r: Req, upto: int) -> str:
+        """r's text through output_ids[:upto]: the detokenizer catches up on the tokens of a
+        non-streaming request that the decode steps left to it (decoding them together is
+        cheaper than one at a time)."""
+        n = r.detok_len
+        if upto <= n:
+            return r.detok.text
+        r.detok_len = upto
+        return r.detok.add_one(r.output_ids[n]) if upto == n + 1 else r.detok.add(r.output_ids[n:upto])
 
     def _finish(self, r: Req, reason: dict, outputs: list[EngineOutput], keep_text: bool = False) -> None:
         r.finished, r.finish_reason = True, reason

@@ -66,6 +66,7 @@ async def run(state: ServerState, req: EngineRequest, arrival: float | None = No
 async def run_to_end(state: ServerState, req: EngineRequest, arrival: float | None = None,
                      ttft: dict[str, float] | None = None, *, counted: bool = True) -> EngineOutput:
     """The finished output of `req`."""
+    req.stream = False  # the updates before the last would go unread: the engine skips most
     last = None
     async with aclosing(run(state, req, arrival, ttft, counted=counted)) as outputs:
         async for out in outputs:

@@ -198,16 +198,17 @@ def test_shutdown_aborts_running_requests(tiny_models):
 def test_a_failing_step_aborts_its_requests_and_the_engine_goes_on(tiny_models, capfd):
     e = make_engine(tiny_models["llama"], max_total_tokens=4096)
     ids = e.tokenizer.encode(PROMPT)
-    real = e.runner.forward
     calls = {"n": 0}
 
-    def flaky(seqs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # mid-decode
-            raise RuntimeError("simulated device failure")
-        return real(seqs)
+    def flaky(real):  # the forward of a planned step or of a pure-decode batch
+        def call(batch):
+            calls["n"] += 1
+            if calls["n"] == 3:  # mid-decode
+                raise RuntimeError("simulated device failure")
+            return real(batch)
+        return call
 
-    e.runner.forward = flaky
+    e.runner.forward, e.runner.forward_decode = flaky(e.runner.forward), flaky(e.runner.forward_decode)
     try:
         out = _run(e, "boom", ids, greedy(10, ignore_eos=True))
         assert out.finish_reason["type"] == "abort" and "simulated device failure" in out.finish_reason["message"]
