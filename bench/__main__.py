@@ -1,7 +1,8 @@
 """`python -m bench`: the shared-prefix benchmark, radix cache on vs off, side by side, then the
 structured-output row (bench/structured.py: output tokens/s with a JSON schema vs unconstrained)
 the speculative-decoding rows (bench/speculative.py: tokens per target forward and tokens/s) and
-the per-step overhead table (bench/cpu_step.py: our engine vs HF `generate` at batch 32).
+the per-step overhead table (bench/cpu_step.py: our engine, eager and compiled, vs HF `generate`
+at batch 32).
 
 Starts two real servers on the same tiny checkpoint (one with --disable-radix-cache), sends each
 the same workload (G groups x R requests sharing a P-token prefix per group) with streaming
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
     print()
     from bench import cpu_step
 
-    return cpu_step.main(["--threads", "1"]) or rc
+    return cpu_step.main(["--threads", "1", "--torch-compile"]) or rc
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ at the same batch on the same tiny weights, in one process and one run (`python 
 
 The tiny checkpoint (radix_runtime.tiny_model's defaults, the tests' shape unless --hidden-size /
 --num-layers say otherwise) is written now. `--batch` prompts of `--input-len` random tokens go to
-a RadixEngine in this process all at once (greedy, ignore_eos, `--output-len` new tokens each);
+a RadixEngine in this process all at once (greedy, ignore_eos, `--output-len` new tokens each;
+non-streaming requests unless --stream, as a non-streaming API request would be: the engine hands
+each caller its first token and its finished output, not one update per token);
 HF `generate` gets the same prompts as one batch (greedy, min_new_tokens = max_new_tokens). Both
 run `--repeats` times, interleaved; the best of each counts. Reported: output tokens/s end to end
 (prefill included) and in the decode phase (HF: generate minus a max_new_tokens=1 generate, i.e.
@@ -14,9 +16,8 @@ per prompt: random weights have near-ties that float rounding flips (HF batched 
 at a time disagree on some too), so a few may differ; most differing means a bug (exit 1).
 
 `--torch-compile` adds a second engine with --enable-torch-compile (executor/decode_graph.py),
-run interleaved with the other two; its warm-up at the full batch compiles the buckets the timed
-runs meet (the ramp-up's decode batches and the full one), and that time is reported as its
-compile time (less when inductor's on-disk cache already holds the graphs).
+run interleaved with the other two; it compiles every bucket when it starts, and that time is
+reported as its compile time (less when inductor's on-disk cache already holds the graphs).
 
 Targets (issue 18 item 3): decode tokens/s at batch 32 >= 3x HF's, non-model share of a decode
 step < 20%. Not a test: numbers vary with the machine and its load.
@@ -45,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
     p.add_argument("--torch-compile", action="store_true",
                    help="also run an engine with --enable-torch-compile (compiled decode)")
+    p.add_argument("--stream", action="store_true",
+                   help="our requests stream (an update per token to each caller); default: "
+                        "non-streaming, as HF generate is (the first token and the end)")
     p.add_argument("--out", default=results_path("cpu_step.json"))
     return p.parse_args(argv)
 
@@ -64,7 +68,7 @@ def prompts(args, vocab: int) -> list[list[int]]:
     return [[rng.randrange(5, vocab) for _ in range(args.input_len)] for _ in range(args.batch)]
 
 
-def run_ours(engine, batch: list[list[int]], out_len: int, tag: str) -> dict:
+def run_ours(engine, batch: list[list[int]], out_len: int, tag: str, stream: bool = False) -> dict:
     from radix_runtime.core.request import EngineRequest, SamplingParams
 
     sp = SamplingParams(max_new_tokens=out_len, temperature=0.0, ignore_eos=True)
@@ -73,7 +77,8 @@ def run_ours(engine, batch: list[list[int]], out_len: int, tag: str) -> dict:
 
     async def one(i: int, ids: list[int], t0: float):
         last = None
-        async for out in engine.generate(EngineRequest(rid=f"{tag}-{i}", input_ids=ids, sampling=sp)):
+        async for out in engine.generate(EngineRequest(rid=f"{tag}-{i}", input_ids=ids, sampling=sp,
+                                                       stream=stream)):
             if last is None:
                 firsts.append(time.perf_counter() - t0)
             last = out
@@ -164,7 +169,8 @@ def main(argv=None) -> int:
         batch = prompts(args, vocab)
         print(f"workload: batch {args.batch}, {args.input_len} in / {args.output_len} out, tiny "
               f"checkpoint {args.hidden_size} x {args.num_layers} layers, {args.threads} torch "
-              f"thread(s), best of {args.repeats}", flush=True)
+              f"thread(s), {'streaming' if args.stream else 'non-streaming'} requests, best of "
+              f"{args.repeats}", flush=True)
         hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         base = dict(model_path=path, device="cpu", disable_radix_cache=True,
                     max_running_requests=max(args.batch, 1))
@@ -175,16 +181,16 @@ def main(argv=None) -> int:
         compile_s = None
         try:
             run_ours(engines["ours"], batch[:2], 4, "warm")
-            if args.torch_compile:  # the full batch, long enough to decode all of it at once:
-                t0 = time.perf_counter()  # compiles the buckets the timed runs meet
+            if args.torch_compile:  # the engine compiled every bucket when it started
+                compile_s = sum(engines["compiled"].runner.graphs.compiled.values())
+                print(f"compiled engine: its {len(engines['compiled'].runner.graphs.compiled)} buckets "
+                      f"compiled at start in {compile_s:.1f} s", flush=True)
                 run_ours(engines["compiled"], batch, 16, "warm")
-                compile_s = time.perf_counter() - t0
-                print(f"compiled engine's warm-up (compiles bucket {args.batch}): {compile_s:.1f} s", flush=True)
             run_hf(hf_model, batch[:2], 4)
             runs: dict[str, list[dict]] = {name: [] for name in [*engines, "hf"]}
             for k in range(args.repeats):
                 for name, engine in engines.items():
-                    runs[name].append(run_ours(engine, batch, args.output_len, f"{name}{k}"))
+                    runs[name].append(run_ours(engine, batch, args.output_len, f"{name}{k}", args.stream))
                 runs["hf"].append(run_hf(hf_model, batch, args.output_len))
         finally:
             for engine in engines.values():
