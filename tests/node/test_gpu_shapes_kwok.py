@@ -52,7 +52,22 @@ def running_pods(core, ns: str, name: str, count: int) -> list:
     def check():
         pods = core.list_namespaced_pod(ns, label_selector=f"{LWS_LABEL}/name={name}").items
         return len(pods) == count and all(p.status.phase == "Running" for p in pods) and pods
-    return wait_for(check, timeout=120, interval=0.5, what=f"{count} Running pods of {name}")
+    try:
+        return wait_for(check, timeout=120, interval=0.5, what=f"{count} Running pods of {name}")
+    except AssertionError as e:  # say why: each pod's phase and conditions, the namespace's warnings
+        raise AssertionError(f"{e}\n{pods_and_warnings(core, ns)}") from None
+
+
+def pods_and_warnings(core, ns: str) -> str:
+    lines = []
+    for p in core.list_namespaced_pod(ns).items:
+        conds = "; ".join(f"{c.type}={c.status} {c.reason or ''} {c.message or ''}".strip()
+                          for c in p.status.conditions or [])
+        lines.append(f"pod {p.metadata.name}: {p.status.phase} on {p.spec.node_name}: {conds}")
+    for ev in core.list_namespaced_event(ns).items:
+        if ev.type == "Warning":
+            lines.append(f"event {ev.involved_object.kind}/{ev.involved_object.name}: {ev.reason}: {ev.message}")
+    return "\n".join(lines) or "no pods, no warnings"
 
 
 def env_of(pod) -> dict[str, str]:
