@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads (CPU runs)")
     p.add_argument("--server-flags", default="", help="extra launch_server flags, one string")
     p.add_argument("--out", default=results_path("gpu.json"))
-    a = p.parse_args(argv)
+    p.add_argument("--log-dir", help="keep the servers' logs here (default: a temporary folder)")
+    a = p.parse_args(bind_server_flags(sys.argv[1:] if argv is None else argv))
     small = a.tiny
     for name, big, tiny in (("device", "cuda", "cpu"), ("prompts", 256, 8), ("input_len", 512, 64),
                             ("output_len", 128, 16), ("groups", 16, 2), ("per_group", 16, 4),
@@ -73,6 +75,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(a, name) is None:
             setattr(a, name, tiny if small else big)
     return a
+
+
+def bind_server_flags(argv: list[str]) -> list[str]:
+    """argparse reads a lone flag after --server-flags ("--server-flags --enable-torch-compile")
+    as an option of its own and refuses it: bind the next word to --server-flags."""
+    out, words = [], iter(argv)
+    for a in words:
+        out.append(f"{a}={next(words, '')}" if a == "--server-flags" else a)
+    return out
 
 
 def shape(args) -> dict:
@@ -336,19 +347,25 @@ def main(argv=None) -> int:
         vocab = min(cfg["vocab_size"], 745)  # ids the tiny tokenizer also knows (text stays cheap)
         prompts = [[rng.randrange(5, vocab) for _ in range(args.input_len)] for _ in range(args.prompts)]
         bw = copy_bandwidth(args.device, args.copy_mib)
-        report = {"device": args.device, "workload": vars(args), "shape": cfg}
+        mean_ctx = args.input_len + args.output_len / 2
+        report = {"device": args.device, "workload": vars(args), "shape": cfg, "partial": True,
+                  "roofline": roofline(cfg, DTYPE_BYTES[args.dtype], args.prompts, mean_ctx, bw)}
+        save(report, args.out)  # and after each phase: a run cut short keeps what it measured
+        logs = Path(args.log_dir or tmp)
+        logs.mkdir(parents=True, exist_ok=True)
         flags = ["--dtype", args.dtype]
-        s = serve(model, flags, Path(tmp, "server.log"), args)
+        s = serve(model, flags, logs / "server.log", args)
         try:
             print("running: batch ...", flush=True)
             report["batch"] = all_at_once(s.url, prompts, args.output_len)
+            save(report, args.out)
             work = SharedPrefix(args.groups, args.per_group, args.prefix_len, args.suffix_len, vocab_size=vocab)
             shared = [p for g in work.prompts() for p in g]
             print("running: shared prefix, radix on ...", flush=True)
             on = all_at_once(s.url, shared, args.output_len)
         finally:
             s.stop()
-        s = serve(model, [*flags, "--disable-radix-cache"], Path(tmp, "server-nocache.log"), args)
+        s = serve(model, [*flags, "--disable-radix-cache"], logs / "server-nocache.log", args)
         try:
             print("running: shared prefix, radix off ...", flush=True)
             off = all_at_once(s.url, shared, args.output_len)
@@ -358,17 +375,21 @@ def main(argv=None) -> int:
                                                f"{args.prefix_len} + suffix {args.suffix_len}, "
                                                f"{args.output_len} out, all at once",
                                    "radix_on": on, "radix_off": off}
+        save(report, args.out)
         if not args.no_hf:
             print("running: HF generate ...", flush=True)
             report["hf"] = run_hf(model, prompts, args.output_len, args)
-    mean_ctx = args.input_len + args.output_len / 2
-    report["roofline"] = roofline(cfg, DTYPE_BYTES[args.dtype], args.prompts, mean_ctx, bw)
+    report["partial"] = False
     print()
     print(table(report))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    save(report, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def save(report: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,15 @@ def test_defaults_are_the_gpu_workload_and_tiny_shrinks_it():
     assert gpu.parse_args(["--tiny", "--prompts", "3"]).prompts == 3  # explicit values win
 
 
+@pytest.mark.parametrize("argv", [["--server-flags", "--enable-torch-compile"],
+                                  ["--server-flags=--enable-torch-compile"]])
+def test_server_flags_take_a_lone_flag(argv):
+    a = gpu.parse_args(["--tiny", *argv, "--prompts", "3"])
+    assert (a.server_flags, a.prompts) == ("--enable-torch-compile", 3)
+    two = gpu.parse_args(["--server-flags", "--attention-backend triton --cuda-graph-max-bs 256"])
+    assert two.server_flags.split() == ["--attention-backend", "triton", "--cuda-graph-max-bs", "256"]
+
+
 def test_llama_3_1_8b_shape_has_its_parameter_count_and_kv_size():
     c = gpu.param_counts(gpu.LLAMA_3_1_8B)
     assert c["embedding"] == c["lm_head"] == 128256 * 4096

@@ -3,7 +3,8 @@ backend (TorchPagedAttention), on CPU tensors under Triton's interpreter: decode
 and 4, lengths 1 and non-multiples of the block, several KV splits), extend (cached prefixes of 0
 and > 0 tokens, ragged new-token counts), mixed batches, sliding windows, float32, float16 and
 bfloat16; the KV sits in scattered pool slots, as the radix cache leaves it. The kernels are also
-compiled ahead of time for sm_90 (tests/support/triton_aot.py)."""
+compiled ahead of time for sm_90 (tests/support/triton_aot.py). On a GPU machine,
+RADIX_TRITON_TEST_DEVICE=cuda runs the same kernel cases compiled, on the card (bench/gpu_device.sh)."""
 from __future__ import annotations
 
 import os
@@ -20,12 +21,18 @@ ROOT = Path(__file__).resolve().parents[3]
 # functions such as tl.max too) and again at launch; a process that has imported triton one way
 # cannot switch. So the kernel cases run in a process started with it set: this file run again in
 # a subprocess (test_in_a_fresh_process); the rest of the session never sees an interpreted triton.
-FRESH = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEV = torch.device(os.environ.get("RADIX_TRITON_TEST_DEVICE", "cpu"))
+FRESH = INTERPRETED or DEV.type == "cuda"
 
 
 def in_process(test):
     """Collected only in the fresh process (elsewhere the name is bound to None: not a test, not a skip)."""
     return test if FRESH else None
+
+
+def interpreted_only(test):
+    return test if INTERPRETED else None
 
 
 def outer_only(test):
@@ -50,20 +57,20 @@ def _batch(shapes, h, kvh, dtype, seed=0, size=400):
     step over shapes [(context length incl. new tokens, new tokens)], decodes (n == 1) first, as the
     model runner lays it out. -> (pool, fb, q, k, v)."""
     g = torch.Generator().manual_seed(seed)
-    pool = KVPool(size, 1, kvh, D, dtype, "cpu")
-    perm = torch.randperm(size, generator=g) + 1
+    pool = KVPool(size, 1, kvh, D, dtype, DEV)
+    perm = (torch.randperm(size, generator=g) + 1).to(DEV)
     slots, new_k, new_v, off = [], [], [], 0
     for lk, n in shapes:
         s = perm[off:off + lk]
         off += lk
         slots.append(s)
-        kk = torch.randn(lk, kvh, D, generator=g).to(dtype)
-        vv = torch.randn(lk, kvh, D, generator=g).to(dtype)
+        kk = torch.randn(lk, kvh, D, generator=g).to(DEV, dtype)
+        vv = torch.randn(lk, kvh, D, generator=g).to(DEV, dtype)
         pool.k[0][s[:lk - n]], pool.v[0][s[:lk - n]] = kk[:lk - n], vv[:lk - n]
         new_k.append(kk[lk - n:])
         new_v.append(vv[lk - n:])
     t = sum(n for _, n in shapes)
-    q = torch.randn(t, h, D, generator=g).to(dtype)
+    q = torch.randn(t, h, D, generator=g).to(DEV, dtype)
     dec = [i for i, (_, n) in enumerate(shapes) if n == 1]
     fb = ForwardBatch(input_ids=torch.zeros(t, dtype=torch.long), positions=None,
                       out_loc=torch.cat([s[lk - n:] for s, (lk, n) in zip(slots, shapes)]),
@@ -71,8 +78,8 @@ def _batch(shapes, h, kvh, dtype, seed=0, size=400):
     assert dec == list(range(len(dec))), "decodes first"
     if dec:
         fb.decode_table = torch.nn.utils.rnn.pad_sequence([slots[i] for i in dec], batch_first=True)
-        lens = torch.tensor([shapes[i][0] for i in dec])
-        fb.decode_mask = torch.arange(fb.decode_table.shape[1])[None, :] < lens[:, None]
+        lens = torch.tensor([shapes[i][0] for i in dec], device=DEV)
+        fb.decode_mask = torch.arange(fb.decode_table.shape[1], device=DEV)[None, :] < lens[:, None]
     q_start = len(dec)
     for i in range(len(dec), len(shapes)):
         fb.extends.append(ExtendSeq(q_start, shapes[i][1], slots[i]))
@@ -81,7 +88,7 @@ def _batch(shapes, h, kvh, dtype, seed=0, size=400):
 
 
 def _reference(pool, fb, q, k, v, window=None):
-    ref_pool = KVPool(pool.size, 1, pool.k[0].shape[1], D, pool.k[0].dtype, "cpu")
+    ref_pool = KVPool(pool.size, 1, pool.k[0].shape[1], D, pool.k[0].dtype, DEV)
     ref_pool.k[0].copy_(pool.k[0])
     ref_pool.v[0].copy_(pool.v[0])
     return TorchPagedAttention(ref_pool, D ** -0.5).forward(q, k, v, 0, fb, window)
@@ -125,7 +132,7 @@ def test_extend(group):
     pool, fb, q, k, v = _batch(shapes, group * kvh, kvh, torch.float32, seed=group)
     want = _reference(pool, fb, q, k, v)
     meta, slots, max_q = ta.extend_meta([s.q_start for s in fb.extends], [s.q_len for s in fb.extends],
-                                        [s.kv_slots for s in fb.extends], torch.device("cpu"))
+                                        [s.kv_slots for s in fb.extends], DEV)
     pool.write(0, fb.out_loc, k, v)
     out = ta.extend_attention(q, k, v, pool.k[0], pool.v[0], meta, slots, max_q, D ** -0.5,
                               block_m=16, block_n=16)
@@ -138,7 +145,7 @@ def test_one_token_extend():
     pool, fb, q, k, v = _batch([(9, 1)], 4, 2, torch.float32, seed=5)
     want = _reference(pool, fb, q, k, v)
     s = fb.decode_table[0]
-    meta, slots, max_q = ta.extend_meta([0], [1], [s], torch.device("cpu"))
+    meta, slots, max_q = ta.extend_meta([0], [1], [s], DEV)
     pool.write(0, fb.out_loc, k, v)
     out = ta.extend_attention(q, k, v, pool.k[0], pool.v[0], meta, slots, max_q, D ** -0.5,
                               block_m=16, block_n=16)
@@ -158,7 +165,7 @@ def test_mixed_batch_through_the_backend(dtype, window):
     assert _max_err(got, want) < TOL[dtype]
 
 
-@in_process
+@interpreted_only
 def test_backend_choice(monkeypatch):
     from radix_runtime.layers.attention import make_backend
 
@@ -190,7 +197,8 @@ def test_model_runner_steps_match_the_reference():
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.2)
-    runners = [ModelRunner(model, KVPool(100, 2, 1, 12, torch.float32, "cpu"), torch.device("cpu"), name)
+    model.to(DEV)
+    runners = [ModelRunner(model, KVPool(100, 2, 1, 12, torch.float32, DEV), DEV, name)
                for name in ("torch_native", "triton")]
     assert isinstance(runners[1].backend, ta.TritonPagedAttention)
     slots = torch.randperm(100)[:40] + 1
