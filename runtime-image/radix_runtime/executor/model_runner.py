@@ -124,9 +124,7 @@ class ModelRunner:
         b = fb.num_decode
         bs = self.graphs.bucket(b) if self.graphs is not None else None
         if bs is not None:
-            self._graph_out = self.graphs.run(fb, bs)
-            return self._graph_out
-        self._graph_out = None
+            return self.graphs.run(fb, bs)
         hidden = self.model(fb)[:b]
         return hidden, self.model.logits(hidden)
 

@@ -36,8 +36,7 @@ class DecodeBatch:
         self.max_pos = int(self.pos.max())
         table.ensure_width(self.max_pos + 1)
         self.data = table.data  # the table this batch's indices and addresses are into
-        rows = torch.tensor([r.slot_row for r in reqs], dtype=torch.int64)
-        self.rows = rows
+        self.rows = rows = torch.tensor([r.slot_row for r in reqs], dtype=torch.int64)
         self.flat = rows * self.data.stride(0) + self.pos  # where each row's next slot goes
         self.addr = self.data.data_ptr() + rows * (8 * self.data.stride(0))  # each row, by address
         self.ids = torch.tensor([r.output_ids[-1] for r in reqs], dtype=torch.int64)  # input tokens
@@ -45,7 +44,6 @@ class DecodeBatch:
         self.limits = [min(r.sampling.max_new_tokens, context_length - len(r.input_ids)) for r in reqs]
         self.stop_ids = stop_ids
         self.stop_strings = [bool(r.sampling.stop) for r in reqs]
-        self.prompt_lens = [len(r.input_ids) for r in reqs]
         # every row's token is its logits' argmax; else the sampler's rows, built once (each row
         # holds its request's growing output list, which penalties and min_new_tokens read)
         self.sample_rows = None if argmax_only else [

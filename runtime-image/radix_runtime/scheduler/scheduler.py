@@ -301,8 +301,7 @@ class Scheduler:
         db.advance(next_ids)
         outputs: list[EngineOutput] = []
         checked = 0  # tokens _append_token counted
-        for r, t, limit, stops, strings, n_in in zip(db.reqs, ids, db.limits, db.stop_ids,
-                                                     db.stop_strings, db.prompt_lens):
+        for r, t, limit, stops, strings in zip(db.reqs, ids, db.limits, db.stop_ids, db.stop_strings):
             r.kv_len += 1
             out = r.output_ids
             if strings or t in stops or len(out) + 1 >= limit:  # it may finish: the whole check
@@ -311,8 +310,8 @@ class Scheduler:
                 continue
             out.append(t)
             if r.stream or len(out) % FORCE_STREAM_INTERVAL == 0:  # (its first token came before)
-                r.text = text = self._detok(r, len(out))
-                outputs.append(EngineOutput(r.rid, out[:], text, False, None, n_in, r.cached_tokens, len(out)))
+                r.text = self._detok(r, len(out))
+                outputs.append(self._output(r))
         self.generation_tokens_total += len(ids) - checked
         self.timing.add(time.perf_counter() - t0, self._model_s, True)
         return outputs
